@@ -1,0 +1,183 @@
+"""Oxford-IIIT Pet as a ``datasets.DatasetDict`` over tiny-cats' 13 labels.
+
+Sources:
+- a local folder in the original release layout (``images/`` + ``annotations/trainval.txt`` and
+  ``annotations/test.txt``), or in the layout of ``shared/data/oxford-iiit-pet`` (``images/`` +
+  ``annotations/test-pet.txt``; every image not listed there is training data). Files that a
+  list names but that are absent are skipped.
+- a Hub dataset id (the real code path, e.g. ``timm/oxford-iiit-pet``). Offline it fails at once
+  with a message naming the endpoint, instead of hanging on retries.
+
+Byte-identical duplicates are collapsed to one copy before splitting: a group with any member
+in the test list goes to test, so the same photo can never sit on both sides of the split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import datasets
+from PIL import Image
+
+from .labels import LABELS, OTHER_ID, label_to_id, oxford_breed_from_filename
+
+logger = logging.getLogger(__name__)
+
+FEATURES = datasets.Features(
+    {
+        "image": datasets.Image(),
+        "label": datasets.ClassLabel(names=list(LABELS)),
+        "breed": datasets.Value("string"),
+        "file": datasets.Value("string"),
+    }
+)
+TEST_LISTS = ("test.txt", "test-pet.txt")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+@dataclass(frozen=True)
+class PetImage:
+    path: Path
+    breed: str
+    sha1: str
+
+
+def _read_list(path: Path) -> set:
+    """Image stems of an Oxford list file ('Abyssinian_201 1 1 1' per line; '#' lines are comments)."""
+    stems = set()
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            stems.add(line.split()[0])
+    return stems
+
+
+def _scan_images(image_dir: Path) -> List[PetImage]:
+    """Every Oxford-named image in ``image_dir`` with its breed and SHA-1; unreadable files are errors."""
+    found = []
+    for path in sorted(image_dir.iterdir()):
+        if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
+            continue
+        breed = oxford_breed_from_filename(path.name)
+        data = path.read_bytes()
+        if not data:
+            raise ValueError(f"{path}: file is empty (0 bytes)")
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except Exception as err:  # PIL raises many types for broken files
+            raise ValueError(f"{path}: not a readable image ({err})") from None
+        found.append(PetImage(path, breed, hashlib.sha1(data).hexdigest()))
+    return found
+
+
+def split_local_images(images: List[PetImage], test_stems: set) -> Dict[str, List[PetImage]]:
+    """Split into train/test by the test list, keeping one copy of each byte-identical group."""
+    groups: Dict[str, List[PetImage]] = {}
+    for item in images:
+        groups.setdefault(item.sha1, []).append(item)
+    split: Dict[str, List[PetImage]] = {"train": [], "test": []}
+    for members in groups.values():
+        in_test = [m for m in members if m.path.stem in test_stems]
+        if len({m.breed for m in members}) > 1:
+            logger.warning("identical files with different breeds dropped: %s", [m.path.name for m in members])
+            continue
+        split["test" if in_test else "train"].append((in_test or members)[0])
+    return split
+
+
+def _to_dataset(items: List[PetImage]) -> datasets.Dataset:
+    return datasets.Dataset.from_dict(
+        {
+            "image": [str(item.path) for item in items],
+            "label": [label_to_id(item.breed) for item in items],
+            "breed": [item.breed for item in items],
+            "file": [item.path.name for item in items],
+        },
+        features=FEATURES,
+    )
+
+
+def load_local_pets(root: os.PathLike) -> datasets.DatasetDict:
+    """Load a local Oxford-IIIT Pet folder (original or shared layout) into train/test."""
+    root = Path(root)
+    image_dir = root / "images"
+    if not image_dir.is_dir():
+        raise FileNotFoundError(f"{root}: no images/ folder; expected the Oxford-IIIT Pet layout (images/, annotations/)")
+    lists = [root / "annotations" / name for name in TEST_LISTS if (root / "annotations" / name).is_file()]
+    if not lists:
+        raise FileNotFoundError(f"{root}/annotations: none of {', '.join(TEST_LISTS)} found; cannot tell the test split")
+    test_stems = set().union(*(_read_list(path) for path in lists))
+    images = _scan_images(image_dir)
+    if not images:
+        raise ValueError(f"{image_dir}: no Oxford-named images (BREED_NUMBER.jpg)")
+    split = split_local_images(images, test_stems)
+    dropped = len(images) - len(split["train"]) - len(split["test"])
+    logger.info("%s: %d train, %d test, %d duplicate copies dropped", root, len(split["train"]), len(split["test"]), dropped)
+    return datasets.DatasetDict({name: _to_dataset(items) for name, items in split.items()})
+
+
+def _check_hub_reachable(repo_id: str, timeout: float = 10.0) -> None:
+    """Fail fast, with a clear message, when the Hub cannot be reached (offline machines)."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        raise ConnectionError(f"cannot load dataset {repo_id!r} from the Hub: HF_HUB_OFFLINE is set; pass a local folder")
+    try:
+        huggingface_hub.HfApi().dataset_info(repo_id, timeout=timeout)
+    except huggingface_hub.errors.RepositoryNotFoundError:
+        raise ValueError(f"dataset {repo_id!r} does not exist on {constants.ENDPOINT} (or is private)") from None
+    except (OSError, huggingface_hub.errors.HfHubHTTPError) as err:
+        raise ConnectionError(
+            f"cannot reach the Hugging Face Hub at {constants.ENDPOINT} to load dataset {repo_id!r} "
+            f"({type(err).__name__}); pass a local folder instead"
+        ) from None
+
+
+def _hub_to_tiny_cats(dataset: datasets.Dataset) -> datasets.Dataset:
+    """Map a Hub copy of Oxford-IIIT Pet (37-way ClassLabel ``label``) onto the 13 labels."""
+    label_feature = dataset.features.get("label")
+    if not isinstance(label_feature, datasets.ClassLabel):
+        raise ValueError(f"Hub dataset has no ClassLabel column 'label' (columns: {list(dataset.features)})")
+    names = label_feature.names
+    image_column = "image" if "image" in dataset.features else next(iter(dataset.features))
+
+    def convert(batch):
+        breeds = [names[i] for i in batch["label"]]
+        return {
+            "image": batch[image_column],
+            "label": [label_to_id(b) for b in breeds],
+            "breed": breeds,
+            "file": batch.get("image_id", [""] * len(breeds)),
+        }
+
+    return dataset.map(convert, batched=True, remove_columns=dataset.column_names, features=FEATURES)
+
+
+def load_pets(source: str, cache_dir: Optional[str] = None) -> datasets.DatasetDict:
+    """Load Oxford-IIIT Pet from a local folder or a Hub dataset id, as train/test over 13 labels."""
+    if os.path.isdir(source):
+        return load_local_pets(source)
+    if os.path.sep in source.strip("/").split("/", 1)[-1] or source.startswith((".", "/")):
+        raise FileNotFoundError(f"{source}: no such folder")
+    _check_hub_reachable(source)
+    loaded = datasets.load_dataset(source, cache_dir=cache_dir)
+    test_name = "test" if "test" in loaded else "validation"
+    return datasets.DatasetDict({"train": _hub_to_tiny_cats(loaded["train"]), "test": _hub_to_tiny_cats(loaded[test_name])})
+
+
+def cats_only(dataset: datasets.Dataset) -> datasets.Dataset:
+    """Keep the 12 cat breeds (the generator's training data)."""
+    return dataset.filter(lambda labels: [label != OTHER_ID for label in labels], input_columns="label", batched=True)
+
+
+def default_data_dir() -> Optional[str]:
+    """``$TINY_CATS_DATA`` or the shared Oxford-IIIT Pet copy beside the checkout, if present."""
+    candidates = [os.environ.get("TINY_CATS_DATA"), str(Path(__file__).resolve().parents[2] / "shared/data/oxford-iiit-pet")]
+    return next((c for c in candidates if c and os.path.isdir(c)), None)
