@@ -7,7 +7,7 @@ confusion-matrix PNG drawn with PIL because matplotlib is not a dependency.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -161,7 +161,7 @@ def plot_confusion_matrix(
 
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
-    draw.text((pad, pad), title, fill="black", font=title_font)
+    draw.text((pad, pad), title, fill="black", font=title_font, anchor="lt")
 
     # Axis captions: "predicted" above the column names, "true" rotated left of the row names.
     caption_y = pad + title_h + pad
@@ -192,7 +192,7 @@ def plot_confusion_matrix(
             w, h = _text_size(draw, text, count_font)
             fill = "white" if v > 0.5 else "black"
             draw.text((x0 + (cell - w) // 2, y0 + (cell - h) // 2), text, fill=fill, font=count_font, anchor="lt")
-        # Highlight the diagonal so correct predictions are easy to find.
+    # Outline the diagonal so the correct predictions are easy to find.
     for i in range(k):
         x0, y0 = left + i * cell, top + i * cell
         draw.rectangle([x0, y0, x0 + cell, y0 + cell], outline=(220, 120, 0), width=2)

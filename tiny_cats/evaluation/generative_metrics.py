@@ -46,7 +46,8 @@ def _as_features(x: ArrayLike, extractor: Optional[torch.nn.Module], batch_size:
     if t.ndim == 4:
         if t.dtype != torch.uint8:
             raise ValueError("images must be uint8 (N, 3, H, W) in [0, 255]; pass float input as (N, D) features")
-        return extract_features(t, extractor if extractor is not None else InceptionFeatureExtractor(), batch_size, device)
+        extractor = extractor if extractor is not None else InceptionFeatureExtractor()
+        return extract_features(t, extractor, batch_size, device)
     if t.ndim != 2:
         raise ValueError(f"expected (N, D) features or (N, 3, H, W) uint8 images, got shape {tuple(t.shape)}")
     return t
@@ -71,7 +72,9 @@ def compute_fid_kid(
     ``(N, 3, H, W)``; images are turned into Inception features first. KID's subset size
     is capped at the smaller set (reported back as ``kid_subset_size``); subsets are drawn
     with a fixed ``seed`` in a forked RNG so results are reproducible and the caller's
-    global RNG is untouched. KID is the unbiased MMD estimate and can be slightly negative.
+    global RNG is untouched. KID is the unbiased MMD estimate and can be slightly negative;
+    scoring a set against itself (or overlapping sets) is biased a little below 0 because a
+    sample drawn into both subsets is paired with itself in the cross term.
     Reported KID is raw (multiply by 1000 for the "x10^3" convention of papers).
     """
     real_f = _as_features(real, extractor, batch_size, device).detach().to("cpu", torch.float64)
@@ -174,7 +177,9 @@ def precision_recall(
     real = torch.as_tensor(real_features).to(device=device or "cpu", dtype=torch.float32)
     fake = torch.as_tensor(fake_features).to(device=device or "cpu", dtype=torch.float32)
     if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
-        raise ValueError(f"expected (N, D) feature matrices of equal D, got {tuple(real.shape)} and {tuple(fake.shape)}")
+        raise ValueError(
+            f"expected (N, D) feature matrices of equal D, got {tuple(real.shape)} and {tuple(fake.shape)}"
+        )
     real_radii = _knn_radii(real, k, batch_size)
     fake_radii = _knn_radii(fake, k, batch_size)
     return {

@@ -85,7 +85,10 @@ class InceptionFeatureExtractor(torch.nn.Module):
 
     Takes the same input as torchmetrics' FID/KID with ``normalize=False`` so it can be
     passed as their ``feature=`` module; ``num_features`` lets torchmetrics skip its dummy
-    forward pass. Float input is accepted too and read as already on the 0..255 scale.
+    forward pass. Only uint8 is accepted: torchmetrics hands custom modules float [0, 1]
+    images unchanged when ``normalize=True``, and guessing the scale of floats would
+    silently corrupt features. Quantise generated images to uint8 first, as saving them
+    to PNG would.
 
     Resizing: bilinear to 299x299 on float values without re-quantising. ``antialias=True``
     (default) only changes anything when downscaling (images larger than 299 px), where it
@@ -99,6 +102,7 @@ class InceptionFeatureExtractor(torch.nn.Module):
         super().__init__()
         self.net = load_inception(path)
         self.antialias = antialias
+        self.eval()
 
     def train(self, mode: bool = True) -> "InceptionFeatureExtractor":
         """Stay in eval mode whatever a caller (e.g. a Metric) asks: this is a fixed feature network."""
@@ -109,6 +113,8 @@ class InceptionFeatureExtractor(torch.nn.Module):
         """uint8 0..255 ``(N, 3, H, W)`` -> float ``(N, 3, 299, 299)`` in the TF range ``[-1, 0.9921875]``."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images of shape (N, 3, H, W), got {tuple(images.shape)}")
+        if images.dtype != torch.uint8:
+            raise TypeError(f"expected uint8 images in [0, 255], got dtype {images.dtype}")
         x = images.to(torch.float32)
         if x.shape[-2:] != (INCEPTION_INPUT_SIZE, INCEPTION_INPUT_SIZE):
             x = F.interpolate(
