@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import tempfile
@@ -12,6 +13,10 @@ from typing import List, Optional, Sequence
 
 from .defaults import DEFAULT_CLASSIFIER, DEFAULT_GENERATOR, resolve_model
 from .image_io import ImageInputError, load_image
+
+# Modules that add their own subcommands: each defines register(subparsers), whose handler
+# functions take the parsed args and return an exit code.
+EXTRA_COMMAND_MODULES: tuple = ()
 
 
 def save_image_atomically(image, path: os.PathLike) -> None:
@@ -130,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--generator", help="pipeline folder or Hub repo id (default: bundled)")
     demo.add_argument("--classifier", help="classifier folder or Hub repo id (default: bundled)")
     demo.set_defaults(func=cmd_demo)
+
+    for module_name in EXTRA_COMMAND_MODULES:
+        importlib.import_module(module_name).register(sub)
     return parser
 
 
