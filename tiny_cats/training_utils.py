@@ -26,17 +26,20 @@ T = TypeVar("T")
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 
 
+def _parse_bool(text: str) -> bool:
+    if text.lower() not in ("1", "0", "true", "false", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text.lower() in ("1", "true", "yes")
+
+
 def parse_config(cls: Type[T], argv: Optional[List[str]] = None) -> T:
     """Build a dataclass config from defaults, then ``--config FILE.yaml``, then ``--field value`` flags."""
     parser = argparse.ArgumentParser(description=cls.__doc__)
     parser.add_argument("--config", help="YAML file whose keys are the options below")
+    converters = {"int": int, "float": float, "str": str, "Optional[str]": str, "Optional[int]": int, "bool": _parse_bool}
     for field in dataclasses.fields(cls):
-        kind = field.type if isinstance(field.type, type) else eval(field.type, {"Optional": Optional})  # noqa: S307
-        if kind is bool or field.type == "bool":
-            parser.add_argument(f"--{field.name}", type=lambda s: s.lower() in ("1", "true", "yes"), default=None)
-        else:
-            base = {"int": int, "float": float, "str": str, "Optional[str]": str, "Optional[int]": int}.get(str(field.type), str)
-            parser.add_argument(f"--{field.name}", type=base, default=None)
+        type_name = field.type if isinstance(field.type, str) else field.type.__name__
+        parser.add_argument(f"--{field.name}", type=converters[type_name], default=None)
     args = parser.parse_args(argv)
     values = {}
     if args.config:

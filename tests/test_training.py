@@ -1,0 +1,110 @@
+"""The Accelerate training scripts, on made-up images with tiny settings."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tiny_cats import TinyCatsForImageClassification
+from tiny_cats.pipeline_tiny_dit import TinyDiTPipeline
+from tiny_cats.training_utils import list_checkpoints, parse_config
+
+from .conftest import PYTHON, ROOT, child_env
+
+
+def load_script(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "training" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the file runs
+    spec.loader.exec_module(module)
+    return module
+
+
+train_classifier = load_script("train_classifier")
+train_dit = load_script("train_dit")
+
+TINY_DIT = ["--sample_size", "16", "--patch_size", "4", "--hidden_size", "32", "--num_layers", "2",
+            "--num_attention_heads", "2", "--train_batch_size", "4", "--report_to", "none",
+            "--dataloader_num_workers", "0", "--sample_every_steps", "0", "--warmup_steps", "1"]
+TINY_CLASSIFIER = ["--image_size", "32", "--train_batch_size", "4", "--eval_batch_size", "8", "--report_to", "none",
+                   "--dataloader_num_workers", "0", "--warmup_steps", "1"]
+
+
+def test_config_file_then_flags(tmp_path):
+    (tmp_path / "c.yaml").write_text("learning_rate: 0.5\nmax_train_steps: 7\n")
+    cfg = parse_config(train_classifier.ClassifierTrainingConfig, ["--config", str(tmp_path / "c.yaml"), "--max_train_steps", "9"])
+    assert cfg.learning_rate == 0.5 and cfg.max_train_steps == 9
+    (tmp_path / "bad.yaml").write_text("learning_rat: 0.5\n")
+    with pytest.raises(SystemExit):
+        parse_config(train_classifier.ClassifierTrainingConfig, ["--config", str(tmp_path / "bad.yaml")])
+
+
+def test_classifier_trains_saves_and_resumes(pet_folder, tmp_path):
+    out = tmp_path / "clf"
+    args = ["--data", str(pet_folder), "--output_dir", str(out), "--checkpointing_steps", "2", *TINY_CLASSIFIER]
+    metrics = train_classifier.main(parse_config(train_classifier.ClassifierTrainingConfig, args + ["--max_train_steps", "2"]))
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["num_images"] == 5 + 1  # one test image per breed + a duplicate
+    assert [p.name for p in list_checkpoints(out)] == ["checkpoint-2"]
+    config = json.loads((out / "checkpoint-2" / "training_config.json").read_text())
+    assert config["step"] == 2 and config["config"]["image_size"] == 32
+    train_classifier.main(parse_config(train_classifier.ClassifierTrainingConfig,
+                                       args + ["--max_train_steps", "4", "--resume_from_checkpoint", "latest"]))
+    assert [p.name for p in list_checkpoints(out)] == ["checkpoint-2", "checkpoint-4"]
+    model = TinyCatsForImageClassification.from_pretrained(out / "final")
+    assert model.config.image_size == 32
+    results = json.loads((out / "final" / "training_results.json").read_text())
+    assert results["steps"] == 4
+
+
+def test_dit_trains_with_ema_and_saves_a_pipeline(pet_folder, tmp_path):
+    out = tmp_path / "dit"
+    cfg = parse_config(train_dit.DiTTrainingConfig,
+                       ["--data", str(pet_folder), "--output_dir", str(out), "--max_train_steps", "3",
+                        "--checkpointing_steps", "2", "--ema_decay", "0.5", *TINY_DIT])
+    report = train_dit.main(cfg)
+    assert report["steps"] == 3 and report["final_loss_mean_last_100"] > 0
+    pipe = TinyDiTPipeline.from_pretrained(out / "final")
+    pipe.set_progress_bar_config(disable=True)
+    images = pipe("Abyssinian", num_inference_steps=2, output_type="np").images
+    assert images.shape == (1, 16, 16, 3)
+    assert (out / "samples" / "final.png").is_file()
+    assert (out / "checkpoint-3" / "custom_checkpoint_0.pkl").is_file()  # the EMA state
+
+
+def test_flow_matching_loss_target():
+    """With a model that outputs exactly noise - x0 the loss is zero: the target is the velocity."""
+    cfg = train_dit.DiTTrainingConfig(class_dropout_prob=0.0)
+    images = torch.rand(4, 3, 8, 8) * 2 - 1
+
+    class Oracle(torch.nn.Module):
+        def forward(self, noisy, timestep, labels):
+            t = (timestep / 1000).view(-1, 1, 1, 1)
+            return type("Out", (), {"sample": (noisy - images) / t})()  # = noise - x0 on the straight path
+
+    loss = train_dit.flow_matching_loss(Oracle(), images, torch.zeros(4, dtype=torch.long), cfg, null_id=12)
+    assert loss.item() < 1e-8
+
+
+def test_time_budget_stops_and_saves(pet_folder, tmp_path):
+    out = tmp_path / "dit"
+    cfg = parse_config(train_dit.DiTTrainingConfig,
+                       ["--data", str(pet_folder), "--output_dir", str(out), "--max_train_steps", "1000",
+                        "--max_train_minutes", "0.0001", "--checkpointing_steps", "500", *TINY_DIT])
+    report = train_dit.main(cfg)
+    assert report["steps"] < 1000
+    assert list_checkpoints(out) and (out / "final" / "model_index.json").is_file()
+
+
+@pytest.mark.slow
+def test_accelerate_launch_runs_the_dit_script(pet_folder, tmp_path):
+    out = tmp_path / "launched"
+    command = [PYTHON, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "training" / "train_dit.py"),
+               "--data", str(pet_folder), "--output_dir", str(out), "--max_train_steps", "2", *TINY_DIT]
+    env = child_env(tmp_path)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (out / "final" / "transformer" / "diffusion_pytorch_model.safetensors").is_file()
