@@ -30,14 +30,25 @@ def resolve_data_source(source: Optional[str]) -> str:
     return str(source)
 
 
-def write_atomically(path: os.PathLike, writer: Callable[[str], object], suffix: str = ".png") -> Path:
-    """Let ``writer`` fill a temp file beside ``path``, then rename it into place."""
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_atomically(path: os.PathLike, writer: Callable[[str], object], suffix: str = ".tmp") -> Path:
+    """Let ``writer`` fill a temp file beside ``path``, then rename it into place.
+
+    ``mkstemp`` creates the file as 0600; it gets the usual 0644-minus-umask before the rename,
+    since these files are published (Hub upload, web server) and read by other users.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
     try:
         writer(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -46,7 +57,11 @@ def write_atomically(path: os.PathLike, writer: Callable[[str], object], suffix:
 
 
 def save_png(image, path: os.PathLike) -> Path:
-    return write_atomically(path, lambda tmp: image.save(tmp, format="PNG"))
+    return write_atomically(path, lambda tmp: image.save(tmp, format="PNG"), ".png")
+
+
+def write_text(text: str, path: os.PathLike) -> Path:
+    return write_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def load_classifier_model(model: Optional[str]) -> Tuple[torch.nn.Module, object, str]:

@@ -3,7 +3,8 @@
 Writes ``evaluation/classifier.json`` (metrics from ``compute_classifier_metrics`` plus a
 cats-only breed accuracy), ``evaluation/confusion_matrix.png`` and
 ``evaluation/classifier_files.txt``: one line per scored image (file, true label, predicted
-label, confidence), so every number in the JSON can be traced back to the exact images.
+label, confidence), so every number in the JSON can be traced back to the exact images. Paths inside the JSON are
+relative to the output (package) folder, like those of ``tiny_cats.layout``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import numpy as np
 from .. import layout
 from ..labels import CAT_BREEDS, LABELS, OTHER_ID
 from .classifier_metrics import compute_classifier_metrics, plot_confusion_matrix
-from .common import load_classifier_model, predict_probs, resolve_data_source, utc_now, write_atomically
-from .schemas import CLASSIFIER_SCHEMA, SCHEMA_VERSION, write_json, write_text_atomically
+from .common import load_classifier_model, predict_probs, resolve_data_source, utc_now, write_atomically, write_text
+from .schemas import CLASSIFIER_SCHEMA, SCHEMA_VERSION, write_json
 
 CLASSIFIER_FILES = f"{layout.EVALUATION_DIR}/classifier_files.txt"
 LIMIT_SEED = 0
@@ -31,7 +32,8 @@ def select_test_images(source: str, limit: Optional[int] = None):
 
     test = load_pets(source)["test"]
     if limit is not None and limit < len(test):
-        test = test.shuffle(seed=LIMIT_SEED).select(range(limit)).sort("file")
+        chosen = np.random.default_rng(LIMIT_SEED).choice(len(test), size=limit, replace=False)
+        test = test.select(sorted(chosen.tolist()))
     return test
 
 
@@ -79,9 +81,9 @@ def evaluate_classifier(
     metrics = compute_classifier_metrics(labels, probs, LABELS)
 
     out = Path(output_dir)
-    write_text_atomically(files_report(test["file"], labels, probs), out / CLASSIFIER_FILES)
+    write_text(files_report(test["file"], labels, probs), out / CLASSIFIER_FILES)
     write_atomically(out / layout.CLASSIFIER_CONFUSION_PNG,
-                     lambda tmp: plot_confusion_matrix(metrics["confusion_matrix"], LABELS, tmp))
+                     lambda tmp: plot_confusion_matrix(metrics["confusion_matrix"], LABELS, tmp), ".png")
     doc = {
         "schema_version": SCHEMA_VERSION,
         "kind": "classifier_evaluation",
@@ -91,10 +93,10 @@ def evaluate_classifier(
         "split": "test",
         "num_images": len(test),
         "limit": limit,
-        "files_list": Path(CLASSIFIER_FILES).name,
+        "files_list": CLASSIFIER_FILES,
         "metrics": metrics,
         "cats_only": cats_only_accuracy(labels, probs),
-        "confusion_matrix_png": Path(layout.CLASSIFIER_CONFUSION_PNG).name,
+        "confusion_matrix_png": layout.CLASSIFIER_CONFUSION_PNG,
         "batch_size": batch_size,
         "seconds": round(time.perf_counter() - started, 3),
     }

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -68,7 +67,7 @@ CLASSIFIER_SCHEMA = obj(
         "split": STRING,
         "num_images": COUNT,
         "limit": nullable(COUNT),
-        "files_list": STRING,
+        "files_list": STRING,  # paths relative to the package (output) folder, as in layout.py
         "metrics": obj(
             {
                 "num_samples": COUNT,
@@ -113,7 +112,7 @@ GENERATOR_SCHEMA = obj(
                 "generated": COUNT,
                 "real_compared_at": COUNT,
                 "real_resize": STRING,
-                "feature_extractor_input": COUNT,
+                "feature_extractor_input": nullable(COUNT),  # null: an injected extractor
             }
         ),
         "feature_extractor": STRING,
@@ -149,7 +148,14 @@ LATENCY = obj(
         "throughput_per_s": NON_NEGATIVE,
     }
 )
-MEMORY = obj({"rss_baseline_mb": NUMBER, "rss_peak_delta_mb": NUMBER, "rss_end_delta_mb": NUMBER, "tracemalloc_peak_mb": NON_NEGATIVE})
+MEMORY = obj(
+    {
+        "rss_baseline_mb": NUMBER,
+        "rss_peak_delta_mb": NUMBER,
+        "rss_end_delta_mb": NUMBER,
+        "tracemalloc_peak_mb": NON_NEGATIVE,
+    }
+)
 CLASSIFIER_RUNTIME = obj(
     {
         "runtime": {"type": "string", "enum": ["pytorch_eager", "onnxruntime_fp32", "onnxruntime_int8"]},
@@ -311,20 +317,7 @@ def validate(doc: Any, schema: Dict[str, Any], use_jsonschema: Optional[bool] = 
 
 def write_json(doc: Dict[str, Any], path: os.PathLike, schema: Dict[str, Any]) -> Path:
     """Validate, then write via a temp file and ``os.replace``: readers never see half a file."""
+    from .common import write_text
+
     validate(doc, schema)
-    text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
-    return write_text_atomically(text, path)
-
-
-def write_text_atomically(text: str, path: os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", path)
