@@ -90,7 +90,10 @@ def test_demo_table_and_grid(pipeline_dir, classifier_dir, tmp_path, capsys):
     assert "agreed with the asked breed" in lines[-1]
 
 
-bundled = pytest.mark.skipif(not (DEFAULT_CLASSIFIER / "config.json").exists(), reason="bundled model not present")
+bundled = pytest.mark.skipif(
+    not (DEFAULT_CLASSIFIER / "config.json").exists() or not (DEFAULT_GENERATOR / "model_index.json").exists(),
+    reason="bundled models not present",
+)
 
 
 @bundled

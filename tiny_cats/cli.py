@@ -9,14 +9,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 from .defaults import DEFAULT_CLASSIFIER, DEFAULT_GENERATOR, resolve_model
 from .image_io import ImageInputError, load_image
 
 # Modules that add their own subcommands: each defines register(subparsers), whose handler
 # functions take the parsed args and return an exit code.
-EXTRA_COMMAND_MODULES: tuple = ()
+EXTRA_COMMAND_MODULES: tuple = ("tiny_cats.evaluation.cli", "tiny_cats.onnx_export", "tiny_cats.publish")
 
 
 def save_image_atomically(image, path: os.PathLike) -> None:
@@ -27,6 +27,7 @@ def save_image_atomically(image, path: os.PathLike) -> None:
     os.close(fd)
     try:
         image.save(tmp, format="PNG")
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; a written image is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from transformers import PretrainedConfig
 
 from .labels import ID2LABEL, LABEL2ID
@@ -43,3 +45,11 @@ class TinyCatsConfig(PretrainedConfig):
         self.image_size = image_size
         self.hidden_dropout_prob = hidden_dropout_prob
         self.drop_connect_rate = drop_connect_rate
+
+
+# In a process that already runs Optimum's exporter (``optimum-cli export onnx --trust-remote-code``
+# loads this file as remote code), register the ONNX export config of this model type.
+if "optimum.exporters.tasks" in sys.modules:
+    from .onnx_config_tiny_cats import register_onnx_config
+
+    register_onnx_config()

@@ -12,9 +12,8 @@ Self-contained (torch + diffusers) so that it can travel as Hub remote code.
 
 from __future__ import annotations
 
-import math
 from functools import lru_cache
-from typing import Optional, Union
+from typing import Union
 
 import torch
 import torch.nn.functional as F

@@ -15,11 +15,11 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import diffusers
-import numpy as np
 import torch
+from PIL import Image
 from diffusers import DiffusionPipeline, ImagePipelineOutput, ModelMixin, SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
@@ -147,10 +147,8 @@ class TinyDiTPipeline(DiffusionPipeline):
         return cls(transformer=transformer, scheduler=scheduler, id2label=index.get("id2label"))
 
 
-def images_to_grid(images: Sequence, columns: int) -> "PIL.Image.Image":  # noqa: F821
+def images_to_grid(images: Sequence["Image.Image"], columns: int) -> "Image.Image":
     """Tile equally sized PIL images into one grid image, row by row."""
-    from PIL import Image
-
     if not images:
         raise ValueError("no images to tile")
     width, height = images[0].size
@@ -160,6 +158,3 @@ def images_to_grid(images: Sequence, columns: int) -> "PIL.Image.Image":  # noqa
         grid.paste(image, ((i % columns) * width, (i // columns) * height))
     return grid
 
-
-def numpy_images(images) -> np.ndarray:
-    return np.stack([np.asarray(im) for im in images])

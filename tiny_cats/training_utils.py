@@ -132,3 +132,33 @@ def collate(examples):
         "pixel_values": torch.stack([e["pixel_values"] for e in examples]),
         "labels": torch.tensor([e["labels"] for e in examples], dtype=torch.long),
     }
+
+
+def make_accelerator(cfg: Any, output_dir: Path):
+    """The Accelerator both scripts use: accumulation, tracker, seedable sampler (exact data order on resume)."""
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
+
+    return Accelerator(
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        log_with=cfg.report_to if cfg.report_to != "none" else None,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+
+
+def maybe_resume(accelerator, output_dir: Path, resume: Optional[str], batches_per_epoch: int, accumulation: int):
+    """Load the requested checkpoint; return (global_step, epoch, batches of that epoch to skip)."""
+    path = resolve_resume(output_dir, resume)
+    if path is None:
+        return 0, 0, 0
+    accelerator.load_state(str(path))
+    step = checkpoint_step(path)
+    updates_per_epoch = max(1, batches_per_epoch // accumulation)
+    return step, step // updates_per_epoch, (step % updates_per_epoch) * accumulation
+
+
+def epoch_batches(accelerator, loader, epoch: int, skip: int):
+    """The loader's batches for ``epoch`` (seeded order), minus the first ``skip`` already trained on."""
+    loader.set_epoch(epoch)
+    return accelerator.skip_first_batches(loader, skip) if skip else loader

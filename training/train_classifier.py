@@ -14,15 +14,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import torch
-from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
@@ -31,11 +29,12 @@ from tiny_cats.augmentation import build_augmentation
 from tiny_cats.convert_efficientnet_lite0 import load_imagenet_backbone
 from tiny_cats.data import load_pets
 from tiny_cats.training_utils import (
-    checkpoint_step,
     collate,
+    epoch_batches,
+    make_accelerator,
     make_image_transform,
+    maybe_resume,
     parse_config,
-    resolve_resume,
     save_checkpoint,
 )
 
@@ -51,6 +50,10 @@ class ClassifierTrainingConfig:
     backbone: str = "efficientnet_lite0"
     pretrained: bool = True
     image_size: int = 192
+    # Side of the images at test time (the saved processor's size); 0 = image_size. Random-resize
+    # augmentation makes objects look smaller in training than at test, so testing at a slightly
+    # larger side (about 1.15x, Touvron et al. 2019, "FixRes") matches apparent object sizes.
+    eval_image_size: int = 0
     train_batch_size: int = 32
     eval_batch_size: int = 64
     gradient_accumulation_steps: int = 1
@@ -74,7 +77,8 @@ class ClassifierTrainingConfig:
 
 
 def build_model(cfg: ClassifierTrainingConfig) -> TinyCatsForImageClassification:
-    model = TinyCatsForImageClassification(TinyCatsConfig(backbone=cfg.backbone, image_size=cfg.image_size))
+    image_size = cfg.eval_image_size or cfg.image_size
+    model = TinyCatsForImageClassification(TinyCatsConfig(backbone=cfg.backbone, image_size=image_size))
     if cfg.pretrained and cfg.backbone == "efficientnet_lite0":
         load_imagenet_backbone(model)
     return model
@@ -103,12 +107,7 @@ def evaluate(model, loader, accelerator, channels_last: bool) -> dict:
 
 def main(cfg: ClassifierTrainingConfig) -> dict:
     output_dir = Path(cfg.output_dir)
-    accelerator = Accelerator(
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        log_with=cfg.report_to if cfg.report_to != "none" else None,
-        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-    )
+    accelerator = make_accelerator(cfg, output_dir)
     logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING)
     set_seed(cfg.seed)
 
@@ -118,13 +117,14 @@ def main(cfg: ClassifierTrainingConfig) -> dict:
         train_set = train_set.shuffle(seed=cfg.seed).select(range(min(cfg.limit_train_samples, len(train_set))))
     if cfg.limit_eval_samples:
         eval_set = eval_set.shuffle(seed=cfg.seed).select(range(min(cfg.limit_eval_samples, len(eval_set))))
-    transform = make_image_transform(cfg.image_size)
+    eval_size = cfg.eval_image_size or cfg.image_size
     loader_args = dict(collate_fn=collate, num_workers=cfg.dataloader_num_workers)
     train_loader = torch.utils.data.DataLoader(
-        train_set.with_transform(transform), batch_size=cfg.train_batch_size, shuffle=True, drop_last=True, **loader_args
+        train_set.with_transform(make_image_transform(cfg.image_size)), batch_size=cfg.train_batch_size,
+        shuffle=True, drop_last=True, **loader_args,
     )
     eval_loader = torch.utils.data.DataLoader(
-        eval_set.with_transform(transform), batch_size=cfg.eval_batch_size, **loader_args
+        eval_set.with_transform(make_image_transform(eval_size)), batch_size=cfg.eval_batch_size, **loader_args
     )
 
     model = build_model(cfg)
@@ -149,23 +149,16 @@ def main(cfg: ClassifierTrainingConfig) -> dict:
     if accelerator.is_main_process:
         accelerator.init_trackers("classifier", config={k: v for k, v in dataclasses.asdict(cfg).items() if v is not None})
 
-    global_step, first_epoch, skip_batches = 0, 0, 0
-    resume = resolve_resume(output_dir, cfg.resume_from_checkpoint)
-    updates_per_epoch = math.ceil(len(train_loader) / cfg.gradient_accumulation_steps)
-    if resume:
-        accelerator.load_state(str(resume))
-        global_step = checkpoint_step(resume)
-        first_epoch = global_step // updates_per_epoch
-        skip_batches = (global_step % updates_per_epoch) * cfg.gradient_accumulation_steps
-        logger.info("resumed from %s at step %d", resume, global_step)
+    global_step, epoch, skip_batches = maybe_resume(
+        accelerator, output_dir, cfg.resume_from_checkpoint, len(train_loader), cfg.gradient_accumulation_steps
+    )
+    if global_step:
+        logger.info("resumed at step %d", global_step)
 
     progress = tqdm(total=cfg.max_train_steps, initial=global_step, disable=not accelerator.is_main_process, desc="train")
     started = time.time()
-    epoch = first_epoch
     while global_step < cfg.max_train_steps:
-        train_loader.set_epoch(epoch)
-        batches = accelerator.skip_first_batches(train_loader, skip_batches) if skip_batches else train_loader
-        skip_batches = 0
+        batches, skip_batches = epoch_batches(accelerator, train_loader, epoch, skip_batches), 0
         for batch in batches:
             with accelerator.accumulate(model):
                 pixels = augment(batch["pixel_values"])
@@ -199,7 +192,7 @@ def main(cfg: ClassifierTrainingConfig) -> dict:
     if accelerator.is_main_process:
         final = accelerator.unwrap_model(model).to(memory_format=torch.contiguous_format)
         final.save_pretrained(output_dir / "final")
-        TinyCatsImageProcessor(size=cfg.image_size).save_pretrained(output_dir / "final")
+        TinyCatsImageProcessor(size=eval_size).save_pretrained(output_dir / "final")
         report = {**metrics, "steps": global_step, "train_seconds_this_run": round(train_seconds, 1),
                   "num_train_images": len(train_set), "config": dataclasses.asdict(cfg)}
         (output_dir / "final" / "training_results.json").write_text(json.dumps(report, indent=2))

@@ -23,7 +23,6 @@ import copy
 import dataclasses
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +30,7 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from accelerate.utils import set_seed
 from diffusers import FlowMatchEulerDiscreteScheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
@@ -43,11 +41,12 @@ from tiny_cats.labels import CAT_BREEDS
 from tiny_cats.modeling_tiny_dit import TinyDiTTransformer2DModel
 from tiny_cats.pipeline_tiny_dit import TinyDiTPipeline, images_to_grid
 from tiny_cats.training_utils import (
-    checkpoint_step,
     collate,
+    epoch_batches,
+    make_accelerator,
     make_image_transform,
+    maybe_resume,
     parse_config,
-    resolve_resume,
     save_checkpoint,
 )
 
@@ -120,12 +119,7 @@ def save_sample_grid(transformer, ema: EMAModel, path: Path, cfg: DiTTrainingCon
 
 def main(cfg: DiTTrainingConfig) -> dict:
     output_dir = Path(cfg.output_dir)
-    accelerator = Accelerator(
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        log_with=cfg.report_to if cfg.report_to != "none" else None,
-        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-    )
+    accelerator = make_accelerator(cfg, output_dir)
     logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING)
     set_seed(cfg.seed)
 
@@ -152,23 +146,17 @@ def main(cfg: DiTTrainingConfig) -> dict:
     if accelerator.is_main_process:
         accelerator.init_trackers("dit", config={k: v for k, v in dataclasses.asdict(cfg).items() if v is not None})
 
-    global_step, epoch, skip_batches = 0, 0, 0
-    updates_per_epoch = math.ceil(len(train_loader) / cfg.gradient_accumulation_steps)
-    resume = resolve_resume(output_dir, cfg.resume_from_checkpoint)
-    if resume:
-        accelerator.load_state(str(resume))
-        global_step = checkpoint_step(resume)
-        epoch = global_step // updates_per_epoch
-        skip_batches = (global_step % updates_per_epoch) * cfg.gradient_accumulation_steps
-        logger.info("resumed from %s at step %d", resume, global_step)
+    global_step, epoch, skip_batches = maybe_resume(
+        accelerator, output_dir, cfg.resume_from_checkpoint, len(train_loader), cfg.gradient_accumulation_steps
+    )
+    if global_step:
+        logger.info("resumed at step %d", global_step)
 
     null_id = accelerator.unwrap_model(model).null_class_id
     progress = tqdm(total=cfg.max_train_steps, initial=global_step, disable=not accelerator.is_main_process, desc="train")
     started, losses = time.time(), []
     while global_step < cfg.max_train_steps:
-        train_loader.set_epoch(epoch)
-        batches = accelerator.skip_first_batches(train_loader, skip_batches) if skip_batches else train_loader
-        skip_batches = 0
+        batches, skip_batches = epoch_batches(accelerator, train_loader, epoch, skip_batches), 0
         for batch in batches:
             with accelerator.accumulate(model):
                 images = batch["pixel_values"] * 2 - 1
