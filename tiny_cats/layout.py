@@ -7,6 +7,25 @@ A tiny-cats model package serves both one-line usages from the same repo:
 - generator as a diffusers pipeline: ``model_index.json`` at the root with ``transformer/``
   and ``scheduler/`` folders, so ``DiffusionPipeline.from_pretrained(REPO, trust_remote_code=True)``
   and ``TinyDiTPipeline.from_pretrained(REPO)`` work.
+
+The whole Hub repo (``tiny-cats publish`` builds it with ``tiny_cats.hub_package.build_package``
+and uploads it as one commit)::
+
+    README.md                      model card, rendered from hub_templates/model_card.md.j2
+    config.json  model.safetensors  preprocessor_config.json
+    configuration_tiny_cats.py  modeling_tiny_cats.py  image_processing_tiny_cats.py
+    labels.py                      shared by both models (must be identical in both folders)
+    model_index.json               the diffusers pipeline ...
+    pipeline_tiny_dit.py  modeling_tiny_dit.py
+    transformer/                   config.json, diffusion_pytorch_model.safetensors, modeling_tiny_dit.py
+    scheduler/                     scheduler_config.json
+    training_results/              classifier.json, generator.json: each model folder's
+                                   training_results.json, renamed because the two names collide
+    evaluation/  benchmarks/       the JSON (and PNG) results; absent when not measured
+    onnx/                          the ONNX exports and manifest; absent when not exported
+    examples/                      the model card's usage snippets as runnable scripts
+
+A file name present in both model folders must have identical content, else building fails.
 """
 
 # ONNX exports (issue: export). The denoiser takes (sample, timestep, class_labels) and returns
@@ -27,3 +46,20 @@ GENERATOR_GRID_PNG = "evaluation/grid_all_breeds.png"
 GENERATOR_BREED_GRIDS_DIR = "evaluation/grids"
 BENCHMARK_DIR = "benchmarks"
 INFERENCE_BENCHMARK = "benchmarks/inference.json"
+
+# Model package / Hub repo (issue: publish).
+MODEL_CARD = "README.md"
+EXAMPLES_DIR = "examples"
+TRAINING_RESULTS = "training_results.json"  # what the training scripts write into each model folder
+CLASSIFIER_TRAINING_RESULTS = "training_results/classifier.json"
+GENERATOR_TRAINING_RESULTS = "training_results/generator.json"
+CLASSIFIER_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
+GENERATOR_FILES = (
+    "model_index.json",
+    "pipeline_tiny_dit.py",
+    "modeling_tiny_dit.py",
+    "transformer/config.json",
+    "transformer/diffusion_pytorch_model.safetensors",
+    "transformer/modeling_tiny_dit.py",
+    "scheduler/scheduler_config.json",
+)
