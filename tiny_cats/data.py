@@ -181,3 +181,17 @@ def default_data_dir() -> Optional[str]:
     """``$TINY_CATS_DATA`` or the shared Oxford-IIIT Pet copy beside the checkout, if present."""
     candidates = [os.environ.get("TINY_CATS_DATA"), str(Path(__file__).resolve().parents[2] / "shared/data/oxford-iiit-pet")]
     return next((c for c in candidates if c and os.path.isdir(c)), None)
+
+
+def as_stream(dataset: datasets.Dataset, num_shards: int, seed: int, buffer_size: int = 1000) -> datasets.IterableDataset:
+    """``dataset`` read shard by shard through a shuffle buffer, instead of by random access.
+
+    Memory then holds a buffer, not the training set, and a Hub dataset loaded with
+    ``streaming=True`` takes the same path. Accelerate gives each process its own shards and
+    each DataLoader worker reads its own among those, so ``num_shards`` should be a multiple of
+    processes x workers. ``set_epoch(n)`` (Accelerate calls it) reshuffles shards and buffer
+    from ``seed + n``: the order of every epoch is reproducible.
+    """
+    stream = dataset.to_iterable_dataset(num_shards=num_shards)
+    # max_buffer_input_shards=1: the buffer reads one shard at a time, keeping the shards separate.
+    return stream.shuffle(seed=seed, buffer_size=buffer_size, max_buffer_input_shards=1)

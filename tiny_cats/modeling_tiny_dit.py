@@ -60,7 +60,8 @@ class TinyDiTBlock(nn.Module):
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         batch, tokens, width = x.shape
         qkv = self.qkv(x).view(batch, tokens, 3, self.num_heads, width // self.num_heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+        query, key, value = qkv.unbind(0)  # views; indexing would allocate zero-filled grads in backward
+        out = F.scaled_dot_product_attention(query, key, value)
         return self.proj(out.transpose(1, 2).reshape(batch, tokens, width))
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:

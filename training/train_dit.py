@@ -1,6 +1,7 @@
 """Train TinyDiT, the class-conditional cat generator, with Accelerate.
 
     accelerate launch training/train_dit.py --config training/configs/dit_cpu.yaml
+    accelerate launch --config_file training/accelerate/multi_gpu.yaml training/train_dit.py --config training/configs/dit_gpu.yaml
 
 Objective: rectified flow (flow matching with a straight path). A training pair is
 x_t = (1 - t) * x_0 + t * noise with t in (0, 1); the network predicts the velocity
@@ -13,21 +14,37 @@ whose sigma is this t (timestep = 1000 * t). Labels are replaced by the null lab
 probability ``class_dropout_prob`` so one network learns the unconditional prediction that
 classifier-free guidance needs.
 
-Augmentation is a horizontal flip only: rotations and colour jitter would teach the
-generator to draw rotated, off-colour cats. EMA weights are what ``final/`` holds.
+Augmentation is a horizontal flip (``augmentation: flip``), optionally with a mild square
+random-resized crop (``crop_flip``: 80-100% of the area, no change of aspect): rotations,
+colour jitter or stronger crops would teach the generator to draw rotated, off-colour or
+cut-off cats. EMA weights (fp32, updated after each optimizer step) are what ``final/`` holds.
+
+Multi-scale training is progressive resizing (``resolution_schedule: "128@0,256@240000"``):
+every batch of a step has one side, chosen by the step. Low resolution first is where most
+of the cheap learning of shape and layout happens (4x fewer tokens per image at 128 than at
+256); the last phase adapts to the full side. Buckets (a random side per batch) would buy
+nothing here, since all images are square, and would change tensor shapes at every step
+(allocator churn, recompilation under torch.compile, processes waiting on the slowest
+bucket). A step-indexed schedule is also exactly reproducible on resume. Each side has its
+own DataLoader, which decodes straight to that side (with ``jpeg_draft`` at reduced JPEG
+scale), so the 128 phase does not pay for 256-pixel decoding.
+
+Mixed precision comes from ``accelerate launch --mixed_precision`` (or the accelerate config):
+Accelerate runs the forward under autocast; the loss is computed in fp32 and the weights,
+optimizer state and EMA stay fp32.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Dict, List, Optional, Tuple
 
+import kornia.augmentation as K
 import torch
 import torch.nn.functional as F
 from accelerate.utils import set_seed
@@ -41,13 +58,20 @@ from tiny_cats.labels import CAT_BREEDS
 from tiny_cats.modeling_tiny_dit import TinyDiTTransformer2DModel
 from tiny_cats.pipeline_tiny_dit import TinyDiTPipeline, images_to_grid
 from tiny_cats.training_utils import (
-    collate,
-    epoch_batches,
+    OptimizerStep,
+    StepTrace,
+    TrainState,
+    any_process,
+    hang_for_tests,
     make_accelerator,
-    make_image_transform,
-    maybe_resume,
+    make_train_loader,
     parse_config,
+    resume_state,
     save_checkpoint,
+    stream_steps_per_epoch,
+    tensor_digest,
+    training_windows,
+    weights_digest,
 )
 
 logger = logging.getLogger("train_dit")
@@ -64,8 +88,9 @@ class DiTTrainingConfig:
     hidden_size: int = 192
     num_layers: int = 6
     num_attention_heads: int = 3
-    train_batch_size: int = 32
+    train_batch_size: int = 32  # micro-batch per process
     gradient_accumulation_steps: int = 1
+    global_batch_size: int = 0  # if set: accumulation = global / (train_batch_size x processes)
     learning_rate: float = 3e-4
     weight_decay: float = 0.0
     lr_scheduler: str = "constant_with_warmup"
@@ -77,6 +102,8 @@ class DiTTrainingConfig:
     class_dropout_prob: float = 0.1
     logit_normal_mean: float = 0.0
     logit_normal_std: float = 1.0
+    resolution_schedule: str = ""  # "SIDE@STEP,...", e.g. "128@0,256@240000"; "" = sample_size throughout
+    augmentation: str = "flip"  # flip | crop_flip
     checkpointing_steps: int = 250
     checkpoints_total_limit: int = 2
     resume_from_checkpoint: Optional[str] = None
@@ -85,19 +112,64 @@ class DiTTrainingConfig:
     sample_guidance_scale: float = 4.0
     seed: int = 0
     dataloader_num_workers: int = 1
+    streaming_shards: int = 0  # > 0: read the training set as a sharded stream (see tiny_cats.data.as_stream)
+    shuffle_buffer: int = 1000
+    jpeg_draft: bool = False  # decode JPEGs at reduced scale when the side is small (faster input pipeline)
     limit_train_samples: int = 0
+    trace_dir: str = ""  # per-process JSON lines of step losses and data digests (reproducibility checks)
     report_to: str = "tensorboard"
 
 
-def flow_matching_loss(model, images: torch.Tensor, labels: torch.Tensor, cfg: DiTTrainingConfig, null_id: int):
-    """Rectified-flow velocity loss at logit-normal times; labels dropped to null for CFG."""
+def parse_resolution_schedule(cfg: DiTTrainingConfig) -> List[Tuple[int, int]]:
+    """``"128@0,256@240000"`` -> [(0, 128), (240000, 256)]: the side used from each step on."""
+    if not cfg.resolution_schedule.strip():
+        return [(0, cfg.sample_size)]
+    stages = []
+    for item in cfg.resolution_schedule.split(","):
+        side, _, start = item.strip().partition("@")
+        stages.append((int(start or 0), int(side)))
+    stages.sort()
+    if stages[0][0] != 0:
+        raise ValueError(f"resolution_schedule {cfg.resolution_schedule!r} must start at step 0")
+    if any(side % cfg.patch_size for _, side in stages):
+        raise ValueError(f"every side in {cfg.resolution_schedule!r} must be a multiple of patch_size {cfg.patch_size}")
+    return stages
+
+
+def side_at(stages: List[Tuple[int, int]], step: int) -> int:
+    return [side for start, side in stages if start <= step][-1]
+
+
+def augment_for_generation(images: torch.Tensor, kind: str) -> torch.Tensor:
+    """Horizontal flip; ``crop_flip`` first takes a random square crop of 80-100% of the area, resized back."""
+    if kind == "crop_flip":
+        images = K.RandomResizedCrop(tuple(images.shape[-2:]), scale=(0.8, 1.0), ratio=(1.0, 1.0), p=1.0)(images)
+    elif kind != "flip":
+        raise ValueError(f"augmentation must be flip or crop_flip, not {kind!r}")
+    flip = torch.rand(images.shape[0], device=images.device) < 0.5
+    return torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
+
+
+def flow_matching_inputs(images: torch.Tensor, labels: torch.Tensor, cfg: DiTTrainingConfig,
+                         null_id: int) -> Dict[str, torch.Tensor]:
+    """A rectified-flow training batch at logit-normal times; labels dropped to null for CFG."""
     noise = torch.randn_like(images)
     t = torch.sigmoid(cfg.logit_normal_mean + cfg.logit_normal_std * torch.randn(images.shape[0], device=images.device))
     noisy = (1 - t.view(-1, 1, 1, 1)) * images + t.view(-1, 1, 1, 1) * noise
     drop = torch.rand(labels.shape[0], device=labels.device) < cfg.class_dropout_prob
     labels = torch.where(drop, torch.full_like(labels, null_id), labels)
-    velocity = model(noisy, t * 1000.0, labels).sample
-    return F.mse_loss(velocity.float(), (noise - images).float())
+    return {"noisy": noisy, "timestep": t * 1000.0, "labels": labels, "target": noise - images}
+
+
+def velocity_loss(model, inputs: Dict[str, torch.Tensor]) -> torch.Tensor:
+    """MSE to the velocity, in fp32 even when the forward ran under bf16/fp16 autocast."""
+    velocity = model(inputs["noisy"], inputs["timestep"], inputs["labels"]).sample
+    return F.mse_loss(velocity.float(), inputs["target"].float())
+
+
+def flow_matching_loss(model, images: torch.Tensor, labels: torch.Tensor, cfg: DiTTrainingConfig, null_id: int):
+    """Rectified-flow velocity loss at logit-normal times; labels dropped to null for CFG."""
+    return velocity_loss(model, flow_matching_inputs(images, labels, cfg, null_id))
 
 
 def build_pipeline(transformer: TinyDiTTransformer2DModel) -> TinyDiTPipeline:
@@ -105,11 +177,30 @@ def build_pipeline(transformer: TinyDiTTransformer2DModel) -> TinyDiTPipeline:
     return TinyDiTPipeline(transformer=transformer, scheduler=scheduler, id2label=dict(enumerate(CAT_BREEDS)))
 
 
-def save_sample_grid(transformer, ema: EMAModel, path: Path, cfg: DiTTrainingConfig) -> None:
-    """One image per breed from the EMA weights, fixed seed, as a 6-column PNG."""
-    ema_model = copy.deepcopy(transformer)
-    ema.copy_to(ema_model.parameters())
-    pipe = build_pipeline(ema_model.eval())
+def ema_state_dict(accelerator, model, ema: EMAModel) -> dict:
+    """The full EMA weights however the model is wrapped or sharded (DDP, FSDP, DeepSpeed).
+
+    The EMA is swapped into the live parameters, Accelerate gathers a full state dict (a
+    collective under FSDP and DeepSpeed, so every process calls this), and the live weights
+    are swapped back.
+    """
+    params = list(accelerator.unwrap_model(model).parameters())
+    ema.store(params)
+    ema.copy_to(params)
+    state = accelerator.get_state_dict(model)
+    ema.restore(params)
+    return state
+
+
+def model_from_state(config, state: dict) -> TinyDiTTransformer2DModel:
+    model = TinyDiTTransformer2DModel.from_config(config)
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    return model.eval()
+
+
+def save_sample_grid(transformer: TinyDiTTransformer2DModel, path: Path, cfg: DiTTrainingConfig) -> None:
+    """One image per breed, fixed seed, as a 6-column PNG."""
+    pipe = build_pipeline(transformer)
     pipe.set_progress_bar_config(disable=True)
     images = pipe(list(CAT_BREEDS), num_inference_steps=cfg.sample_inference_steps,
                   guidance_scale=cfg.sample_guidance_scale, generator=torch.manual_seed(cfg.seed)).images
@@ -117,91 +208,123 @@ def save_sample_grid(transformer, ema: EMAModel, path: Path, cfg: DiTTrainingCon
     images_to_grid(images, columns=6).save(path)
 
 
+def sample_ema(accelerator, model, ema: EMAModel, path: Path, cfg: DiTTrainingConfig) -> dict:
+    """A sample grid from the EMA weights (all processes call it; the main one draws). Returns the EMA state."""
+    state = ema_state_dict(accelerator, model, ema)
+    if accelerator.is_main_process:
+        save_sample_grid(model_from_state(accelerator.unwrap_model(model).config, state), path, cfg)
+    return state
+
+
+def build_model(cfg: DiTTrainingConfig) -> TinyDiTTransformer2DModel:
+    set_seed(cfg.seed)
+    return TinyDiTTransformer2DModel(
+        sample_size=cfg.sample_size, patch_size=cfg.patch_size, hidden_size=cfg.hidden_size,
+        num_layers=cfg.num_layers, num_attention_heads=cfg.num_attention_heads, num_classes=len(CAT_BREEDS),
+    )
+
+
+def make_ema(accelerator, model, decay: float) -> EMAModel:
+    """EMA of the parameters as the prepared model holds them (its shard under FSDP), kept in fp32:
+    at decay 0.9999 the per-step change is far below bf16 resolution (DeepSpeed keeps bf16 module weights)."""
+    transformer = accelerator.unwrap_model(model)
+    ema = EMAModel(transformer.parameters(), decay=decay, model_cls=TinyDiTTransformer2DModel,
+                   model_config=transformer.config)
+    ema.to(dtype=torch.float32)
+    return ema
+
+
 def main(cfg: DiTTrainingConfig) -> dict:
     output_dir = Path(cfg.output_dir)
     accelerator = make_accelerator(cfg, output_dir)
     logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING)
-    set_seed(cfg.seed)
+    accumulation = accelerator.gradient_accumulation_steps
 
     train_set = cats_only(load_pets(cfg.data)["train"])
     if cfg.limit_train_samples:
         train_set = train_set.shuffle(seed=cfg.seed).select(range(min(cfg.limit_train_samples, len(train_set))))
-    train_loader = torch.utils.data.DataLoader(
-        train_set.with_transform(make_image_transform(cfg.sample_size)), batch_size=cfg.train_batch_size,
-        shuffle=True, drop_last=True, collate_fn=collate, num_workers=cfg.dataloader_num_workers,
-    )
-    model = TinyDiTTransformer2DModel(
-        sample_size=cfg.sample_size, patch_size=cfg.patch_size, hidden_size=cfg.hidden_size,
-        num_layers=cfg.num_layers, num_attention_heads=cfg.num_attention_heads, num_classes=len(CAT_BREEDS),
-    )
-    ema = EMAModel(model.parameters(), decay=cfg.ema_decay, model_cls=TinyDiTTransformer2DModel, model_config=model.config)
+    stages = parse_resolution_schedule(cfg)
+    sides = sorted({side for _, side in stages})
+    model = build_model(cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    scheduler = get_scheduler(
+    scheduler = get_scheduler(  # Accelerate steps a prepared scheduler once per process
         cfg.lr_scheduler, optimizer,
         num_warmup_steps=cfg.warmup_steps * accelerator.num_processes,
         num_training_steps=cfg.max_train_steps * accelerator.num_processes,
     )
-    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+    loaders = [make_train_loader(train_set, cfg, side) for side in sides]
+    model, optimizer, scheduler, *loaders = accelerator.prepare(model, optimizer, scheduler, *loaders)
+    by_side = dict(zip(sides, loaders))
+    ema = make_ema(accelerator, model, cfg.ema_decay)
     accelerator.register_for_checkpointing(ema)
     if accelerator.is_main_process:
         accelerator.init_trackers("dit", config={k: v for k, v in dataclasses.asdict(cfg).items() if v is not None})
 
-    global_step, epoch, skip_batches = maybe_resume(
-        accelerator, output_dir, cfg.resume_from_checkpoint, len(train_loader), cfg.gradient_accumulation_steps
-    )
-    if global_step:
-        logger.info("resumed at step %d", global_step)
+    if cfg.streaming_shards:
+        steps_per_epoch = stream_steps_per_epoch(len(train_set), cfg, accelerator.num_processes, accumulation)
+    else:
+        steps_per_epoch = len(loaders[0]) // accumulation
+    state = resume_state(accelerator, output_dir, cfg.resume_from_checkpoint, steps_per_epoch)
+    if state.step:
+        logger.info("resumed at step %d (epoch %d, step %d of it)", state.step, state.epoch, state.epoch_step)
 
     null_id = accelerator.unwrap_model(model).null_class_id
-    progress = tqdm(total=cfg.max_train_steps, initial=global_step, disable=not accelerator.is_main_process, desc="train")
-    started, losses = time.time(), []
-    while global_step < cfg.max_train_steps:
-        batches, skip_batches = epoch_batches(accelerator, train_loader, epoch, skip_batches), 0
-        for batch in batches:
-            with accelerator.accumulate(model):
-                images = batch["pixel_values"] * 2 - 1
-                flip = torch.rand(images.shape[0], device=images.device) < 0.5
-                images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
-                loss = flow_matching_loss(model, images, batch["labels"], cfg, null_id)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-            if not accelerator.sync_gradients:
-                continue
-            ema.step(accelerator.unwrap_model(model).parameters())
-            global_step += 1
-            losses.append(loss.item())
-            progress.update(1)
-            progress.set_postfix(loss=f"{loss.item():.4f}")
-            accelerator.log({"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0]}, step=global_step)
-            if global_step % cfg.checkpointing_steps == 0 or global_step == cfg.max_train_steps:
-                save_checkpoint(accelerator, output_dir, global_step, cfg, cfg.checkpoints_total_limit)
-            if accelerator.is_main_process and cfg.sample_every_steps and global_step % cfg.sample_every_steps == 0:
-                save_sample_grid(accelerator.unwrap_model(model), ema, output_dir / "samples" / f"step-{global_step:06d}.png", cfg)
-            out_of_time = cfg.max_train_minutes and time.time() - started > 60 * cfg.max_train_minutes
-            if out_of_time and global_step < cfg.max_train_steps:
-                logger.info("time budget of %.1f min spent at step %d; saving", cfg.max_train_minutes, global_step)
-                save_checkpoint(accelerator, output_dir, global_step, cfg, cfg.checkpoints_total_limit)
-            if global_step >= cfg.max_train_steps or out_of_time:
-                break
-        else:
-            epoch += 1
-            continue
-        break
-    progress.close()
 
-    report = {"steps": global_step, "train_seconds_this_run": round(time.time() - started, 1),
+    def make_inputs(batch, step):
+        images = augment_for_generation(batch["pixel_values"] * 2 - 1, cfg.augmentation)
+        return flow_matching_inputs(images, batch["labels"], cfg, null_id)
+
+    run_step = OptimizerStep(accelerator, model, optimizer, scheduler, make_inputs, velocity_loss, cfg.seed,
+                             cfg.max_grad_norm, chunks=state.chunks)
+    trace = StepTrace(cfg.trace_dir, accelerator.process_index)
+    progress = tqdm(total=cfg.max_train_steps, initial=state.step, desc="train",
+                    disable=not accelerator.is_main_process)
+    started, losses = time.time(), []
+    windows = training_windows(accelerator, lambda step: by_side[side_at(stages, step)], state, accumulation,
+                               steps_per_epoch if cfg.streaming_shards else None)
+    while state.step < cfg.max_train_steps:
+        window = next(windows)
+        loss = accelerator.reduce(run_step(window, state.step), "mean").item()
+        state.step, state.epoch_step, state.chunks = state.step + 1, state.epoch_step + 1, run_step.chunks
+        if not optimizer.step_was_skipped:  # fp16 overflow: no update, so no EMA step either
+            ema.step(accelerator.unwrap_model(model).parameters())
+        losses.append(loss)
+        progress.update(1)
+        progress.set_postfix(loss=f"{loss:.4f}")
+        lr = scheduler.get_last_lr()[0]
+        side = side_at(stages, state.step - 1)
+        accelerator.log({"train/loss": loss, "train/lr": lr, "train/side": side}, step=state.step)
+        trace.step(state.step, loss, lr, window)
+        spent = time.time() - started > 60 * cfg.max_train_minutes
+        out_of_time = bool(cfg.max_train_minutes) and any_process(accelerator, spent)  # all stop together
+        if state.step % cfg.checkpointing_steps == 0 or state.step == cfg.max_train_steps or out_of_time:
+            if out_of_time and state.step < cfg.max_train_steps:
+                logger.info("time budget of %.1f min spent at step %d; saving", cfg.max_train_minutes, state.step)
+            save_checkpoint(accelerator, output_dir, state.step, cfg, cfg.checkpoints_total_limit, state)
+        if cfg.sample_every_steps and state.step % cfg.sample_every_steps == 0:
+            sample_ema(accelerator, model, ema, output_dir / "samples" / f"step-{state.step:06d}.png", cfg)
+        hang_for_tests("step", state.step, output_dir)
+        if out_of_time:
+            break
+    progress.close()
+    return finish(accelerator, model, ema, cfg, state, losses, time.time() - started, len(train_set), trace)
+
+
+def finish(accelerator, model, ema: EMAModel, cfg: DiTTrainingConfig, state: TrainState, losses, seconds: float,
+           num_images: int, trace: StepTrace) -> dict:
+    """Save the EMA pipeline, the report and a sample grid; record weight digests in the trace."""
+    output_dir = Path(cfg.output_dir)
+    report = {"steps": state.step, "epochs": state.epoch, "micro_batch_chunks": state.chunks,
+              "train_seconds_this_run": round(seconds, 1),
               "final_loss_mean_last_100": sum(losses[-100:]) / max(len(losses[-100:]), 1),
-              "num_train_images": len(train_set), "config": dataclasses.asdict(cfg)}
+              "num_train_images": num_images, "config": dataclasses.asdict(cfg)}
+    ema_state = sample_ema(accelerator, model, ema, output_dir / "samples" / "final.png", cfg)
+    trace.write(final_weights=weights_digest(accelerator.unwrap_model(model)),
+                final_ema=tensor_digest(ema_state[k] for k in sorted(ema_state)))
     if accelerator.is_main_process:
-        final_model = copy.deepcopy(accelerator.unwrap_model(model))
-        ema.copy_to(final_model.parameters())
-        build_pipeline(final_model.eval()).save_pretrained(output_dir / "final")
+        final_model = model_from_state(accelerator.unwrap_model(model).config, ema_state)
+        build_pipeline(final_model).save_pretrained(output_dir / "final")
         (output_dir / "final" / "training_results.json").write_text(json.dumps(report, indent=2))
-        save_sample_grid(accelerator.unwrap_model(model), ema, output_dir / "samples" / "final.png", cfg)
     accelerator.end_training()
     return report
 
