@@ -294,3 +294,30 @@ def test_cli_without_data_source_is_a_clear_error(classifier_dir, tmp_path, monk
     monkeypatch.setattr("tiny_cats.data.default_data_dir", lambda: None)
     code = main(["evaluate-classifier", "--model", str(classifier_dir), "--output", str(tmp_path), "--quiet"])
     assert code == 2 and "no data source" in capsys.readouterr().err
+
+
+def test_generator_eval_runs_the_onnx_denoiser(pipeline_dir, classifier_dir, cat_folder, tmp_path):
+    """``onnx="int8"`` scores the exported, quantized denoiser with the same tool and settings."""
+    from tiny_cats.onnx_export import export_generator
+
+    package = tmp_path / "package"
+    export_generator(pipeline_dir, package, quantize=True)
+    doc = run_generator_eval(str(package), classifier_dir, cat_folder, tmp_path / "out", CountingExtractor(), onnx="int8")
+    assert doc["model"].endswith("transformer_quantized.onnx (ONNX Runtime)")
+    assert doc["num_generated"] == 24 and doc["fid"] >= 0
+    with pytest.raises(FileNotFoundError, match="tiny-cats export"):
+        run_generator_eval(str(tmp_path / "nothing"), classifier_dir, cat_folder, tmp_path / "out2", CountingExtractor(),
+                           onnx="fp32")
+
+
+def test_classifier_eval_scores_the_onnx_export(pet_folder, classifier_dir, tmp_path):
+    """The fp32 export scores the same images like the PyTorch model it came from."""
+    from tiny_cats.onnx_export import export_classifier
+
+    package = tmp_path / "package"
+    export_classifier(classifier_dir, package, quantize=False)
+    torch_doc = evaluate_classifier(str(classifier_dir), str(pet_folder), str(tmp_path / "pt"), batch_size=2, progress=False)
+    onnx_doc = evaluate_classifier(str(classifier_dir), str(pet_folder), str(tmp_path / "onnx"), batch_size=2,
+                                   progress=False, onnx="fp32", onnx_dir=str(package))
+    assert onnx_doc["model"].endswith("model.onnx (ONNX Runtime)")
+    assert onnx_doc["metrics"]["confusion_matrix"] == torch_doc["metrics"]["confusion_matrix"]

@@ -38,7 +38,8 @@ def summary(doc: dict, keys) -> str:
 def cmd_evaluate_classifier(args) -> int:
     from .run_classifier_eval import evaluate_classifier
 
-    doc = evaluate_classifier(args.model, args.data, args.output, args.limit, args.batch_size, not args.quiet)
+    doc = evaluate_classifier(args.model, args.data, args.output, args.limit, args.batch_size, not args.quiet,
+                              onnx=args.onnx, onnx_dir=args.onnx_dir)
     print(f"accuracy {doc['metrics']['accuracy']:.4f} on {doc['num_images']} images; "
           f"cats-only 12-way top-1 {doc['cats_only']['top1_12way']}")
     print(f"wrote {args.output}/{layout.CLASSIFIER_EVALUATION}")
@@ -51,7 +52,7 @@ def cmd_evaluate_generator(args) -> int:
     doc = evaluate_generator(
         model=args.model, classifier=args.classifier, data=args.data, output_dir=args.output,
         samples_per_breed=args.samples_per_breed, steps=args.steps, guidance=args.guidance, seed=args.seed,
-        batch_size=args.batch_size, cache_dir=args.cache_dir, progress=not args.quiet,
+        batch_size=args.batch_size, cache_dir=args.cache_dir, progress=not args.quiet, onnx=args.onnx,
     )
     print(summary(doc, ("fid", "kid_mean", "precision", "recall", "classifier_based_score")))
     print(f"breed accuracy {doc['breed_accuracy']['overall']:.4f}; wrote {args.output}/{layout.GENERATOR_EVALUATION}")
@@ -82,6 +83,9 @@ def register(subparsers) -> None:
     p.add_argument("--data", help=data_help)
     p.add_argument("--output", default=".", help=output_help)
     p.add_argument("--limit", type=positive_int, help="score a seeded random subset of N test images")
+    p.add_argument("--onnx", choices=("fp32", "int8"),
+                   help="score the ONNX export under --onnx-dir instead (write to another --output)")
+    p.add_argument("--onnx-dir", default=".", help="package folder holding onnx/ (default .)")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_evaluate_classifier)
@@ -98,6 +102,8 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=positive_int, default=25)
     p.add_argument("--cache-dir", help=f"real-feature cache (default: OUTPUT/{DEFAULT_CACHE_DIR})")
+    p.add_argument("--onnx", choices=("fp32", "int8"),
+                   help="run the denoiser exported under --model (a package folder, default .) in ONNX Runtime")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_evaluate_generator)
 

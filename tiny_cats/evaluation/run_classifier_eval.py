@@ -60,6 +60,19 @@ def files_report(files, labels: np.ndarray, probs: np.ndarray) -> str:
     return "\n".join(lines) + "\n"
 
 
+def load_onnx_net(package_dir: str, precision: str, config_dir: str):
+    """The exported classifier (fp32 or int8) as an ORT model with the PyTorch model's labels."""
+    from ..onnx_runtime import load_onnx_classifier
+
+    if precision not in ("fp32", "int8"):
+        raise ValueError(f"onnx precision must be 'fp32' or 'int8', got {precision!r}")
+    relative = layout.CLASSIFIER_ONNX_INT8 if precision == "int8" else layout.CLASSIFIER_ONNX
+    if not (Path(package_dir) / relative).is_file():
+        raise FileNotFoundError(f"{Path(package_dir) / relative}: not exported; run `tiny-cats export` first")
+    net = load_onnx_classifier(package_dir, quantized=precision == "int8", config_dir=config_dir)
+    return net, f"{Path(package_dir) / relative} (ONNX Runtime)"
+
+
 def evaluate_classifier(
     model: Optional[str] = None,
     data: Optional[str] = None,
@@ -67,11 +80,20 @@ def evaluate_classifier(
     limit: Optional[int] = None,
     batch_size: int = 32,
     progress: bool = True,
+    onnx: Optional[str] = None,
+    onnx_dir: str = ".",
 ) -> Dict[str, Any]:
-    """Run the classifier over the test split and write the three files; returns the JSON document."""
+    """Run the classifier over the test split and write the three files; returns the JSON document.
+
+    ``onnx`` ("fp32" or "int8") scores the export under ``onnx_dir`` in ONNX Runtime instead
+    (labels and preprocessing still come from ``model``), so quantization's accuracy cost is
+    measured on the same images by the same code.
+    """
     started = time.perf_counter()
     source = resolve_data_source(data)
     net, processor, model_path = load_classifier_model(model)
+    if onnx:
+        net, model_path = load_onnx_net(onnx_dir, onnx, model_path)
     test = select_test_images(source, limit)
     if len(test) == 0:
         raise ValueError(f"{source}: the test split is empty")

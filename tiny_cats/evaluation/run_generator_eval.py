@@ -175,6 +175,18 @@ def write_grids(samples: Dict[str, List[Image.Image]], output_dir: Path) -> Dict
     return {"all_breeds": layout.GENERATOR_GRID_PNG, "per_breed": per_breed}
 
 
+def load_onnx_pipeline(package_dir: str, precision: str):
+    """A TinyDiTPipeline whose denoiser is the package's ONNX export (fp32 or int8)."""
+    from ..onnx_runtime import load_onnx_generator
+
+    if precision not in ("fp32", "int8"):
+        raise ValueError(f"onnx precision must be 'fp32' or 'int8', got {precision!r}")
+    relative = layout.GENERATOR_ONNX_INT8 if precision == "int8" else layout.GENERATOR_ONNX
+    if not (Path(package_dir) / relative).is_file():
+        raise FileNotFoundError(f"{Path(package_dir) / relative}: not exported; run `tiny-cats export` first")
+    return load_onnx_generator(package_dir, quantized=precision == "int8"), f"{Path(package_dir) / relative} (ONNX Runtime)"
+
+
 def evaluate_generator(
     model: Optional[str] = None,
     classifier: Optional[str] = None,
@@ -188,16 +200,19 @@ def evaluate_generator(
     cache_dir: Optional[str] = None,
     extractor: Optional[torch.nn.Module] = None,
     progress: bool = True,
+    onnx: Optional[str] = None,
 ) -> Dict[str, Any]:
     """Generate, extract features, score, write the grids and ``generator.json``; returns the document.
 
     ``extractor`` replaces InceptionV3 (tests pass a cheap one); it must map uint8
-    ``(N, 3, H, W)`` to ``(N, D)`` features.
+    ``(N, 3, H, W)`` to ``(N, D)`` features. ``onnx`` ("fp32" or "int8") runs the denoiser exported
+    under ``model`` (a package folder holding ``onnx/``) in ONNX Runtime instead of PyTorch, so
+    quantization's effect on FID is measured with the same tool and settings.
     """
     started = time.perf_counter()
     out = Path(output_dir)
     source = resolve_data_source(data)
-    pipe, model_path = load_pipeline(model)
+    pipe, model_path = load_onnx_pipeline(model or ".", onnx) if onnx else load_pipeline(model)
     net, processor, classifier_path = load_classifier_model(classifier)
     extractor = extractor if extractor is not None else InceptionFeatureExtractor()
 
