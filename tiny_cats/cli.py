@@ -35,9 +35,7 @@ def save_image_atomically(image, path: os.PathLike) -> None:
 
 
 def load_classifier(model: Optional[str]):
-    import transformers
-
-    from . import TinyCatsForImageClassification  # noqa: F401  (registers the Auto classes)
+    import transformers  # the Auto classes were registered when the tiny_cats package was imported
 
     transformers.logging.set_verbosity_error()
     return transformers.pipeline("image-classification", model=resolve_model(model, DEFAULT_CLASSIFIER), device="cpu")
