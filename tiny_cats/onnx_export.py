@@ -57,6 +57,7 @@ DENOISER_VELOCITY_ATOL = 1e-4
 PIPELINE_IMAGE_ATOL = 1e-3
 PARITY_BATCH_SIZES = (1, 4)
 CALIBRATION_SIZE = 64
+AGREEMENT_SIZE = 256  # training photos after the calibration ones: int8 vs fp32 agreement
 # Pipeline check run at export time: few images, few steps, guidance on (both branches used).
 PIPELINE_CHECK = {"breeds": ("Bengal", "Siamese"), "num_inference_steps": 8, "guidance_scale": 4.0, "seed": 0}
 # TinyCatsImageProcessor.preprocess_one: squash-resize (no crop), bicubic, to [0, 1], then normalise.
@@ -181,10 +182,20 @@ CLASSIFIER_QUANTIZATION = {
     "quant_format": "QDQ",
     "per_channel": True,
     "activation_type": "QUInt8",
-    "weight_type": "QInt8",
+    "weight_type": "QUInt8",
     "calibrate_method": "MinMax",
+    "reduce_range": False,
 }
-DENOISER_QUANTIZATION = {"method": "dynamic", "op_types_to_quantize": ["MatMul", "Gemm"], "weight_type": "QInt8"}
+DENOISER_QUANTIZATION = {"method": "dynamic", "op_types_to_quantize": ["MatMul", "Gemm"], "weight_type": "QUInt8",
+                         "reduce_range": False}
+# uint8 weights (U8U8), not int8 (U8S8): ONNX Runtime's uint8 x int8 kernels on x86 CPUs without
+# VNNI (AVX2/AVX-512 core, e.g. AMD Zen 2/3) add pairs of products in int16 (VPMADDUBSW), which
+# saturates when 255 * |w1| + 255 * |w2| > 32767, so the same file gives different answers on
+# different CPUs: the test suite's int8 classifier agreed with fp32 on 96% of unseen images on a
+# Xeon with VNNI and on 50% on an earlier AMD EPYC machine. U8U8 kernels widen to int16 before
+# multiplying and cannot saturate. Measured on 600 test photos with the bundled classifier (VNNI
+# Xeon, where U8S8 does not saturate): agreement with fp32 98.8% for U8U8, 97.8% for U8S8 with
+# 7-bit weights (reduce_range, the other remedy), 99.3% for U8S8 full range.
 
 
 @contextlib.contextmanager
@@ -217,6 +228,7 @@ def quantize_classifier(fp32_path: Path, int8_path: Path, calibration_pixels: np
             activation_type=QuantType[settings["activation_type"]],
             weight_type=QuantType[settings["weight_type"]],
             calibrate_method=CalibrationMethod[settings["calibrate_method"]],
+            reduce_range=settings["reduce_range"],
         )
 
 
@@ -231,11 +243,13 @@ def quantize_denoiser(fp32_path: Path, int8_path: Path) -> None:
             str(int8_path),
             op_types_to_quantize=settings["op_types_to_quantize"],
             weight_type=QuantType[settings["weight_type"]],
+            reduce_range=settings["reduce_range"],
         )
 
 
-def calibration_images(data: Optional[str] = None, count: int = CALIBRATION_SIZE, seed: int = 0) -> list:
-    """``count`` photos drawn (seeded) from the training split of Oxford-IIIT Pet.
+def calibration_images(data: Optional[str] = None, count: int = CALIBRATION_SIZE, seed: int = 0, start: int = 0) -> list:
+    """``count`` photos drawn (seeded) from the training split of Oxford-IIIT Pet, from position ``start``
+    of the shuffled split (``start=CALIBRATION_SIZE`` gives photos the calibration never saw).
 
     ``data``: a local Oxford-IIIT Pet folder or Hub dataset id; default ``$TINY_CATS_DATA`` or
     the shared copy beside the checkout.
@@ -249,7 +263,8 @@ def calibration_images(data: Optional[str] = None, count: int = CALIBRATION_SIZE
             "or export without quantization (--no-quantize)"
         )
     train = load_pets(source)["train"].shuffle(seed=seed)
-    return [row["image"] for row in train.select(range(min(count, len(train))))]
+    stop = min(start + count, len(train))
+    return [train[i]["image"] for i in range(start, stop)]
 
 
 # ---------------------------------------------------------------- parity checks
@@ -476,7 +491,8 @@ def _pixel_values(processor, images: Sequence) -> np.ndarray:
 
 
 def stage_classifier(
-    model_dir: PathLike, stage: Path, quantize: bool, images: Optional[Sequence] = None, data: Optional[str] = None
+    model_dir: PathLike, stage: Path, quantize: bool, images: Optional[Sequence] = None, data: Optional[str] = None,
+    check_images: Optional[Sequence] = None,
 ) -> dict:
     """Export (and quantize) the classifier into ``stage``; returns its manifest section."""
     from . import TinyCatsForImageClassification, TinyCatsImageProcessor
@@ -488,13 +504,20 @@ def stage_classifier(
     _check("classifier logits", diff, CLASSIFIER_LOGITS_ATOL)
     files = {"fp32": describe_onnx_file(stage, CLASSIFIER_ONNX, precision="fp32", max_abs_logit_diff_vs_pytorch=diff)}
     if quantize:
-        pixels = _pixel_values(processor, list(images) if images is not None else calibration_images(data))
+        if images is None:
+            images = calibration_images(data)
+            if check_images is None:
+                check_images = calibration_images(data, count=AGREEMENT_SIZE, start=len(images))
+        pixels = _pixel_values(processor, list(images))
         quantize_classifier(stage / CLASSIFIER_ONNX, stage / CLASSIFIER_ONNX_INT8, pixels)
-        agreement = top1_agreement(stage / CLASSIFIER_ONNX, stage / CLASSIFIER_ONNX_INT8, pixels)
+        check = list(check_images or [])
+        agreement = None  # measured only on photos the calibration did not see
+        if check:
+            agreement = top1_agreement(stage / CLASSIFIER_ONNX, stage / CLASSIFIER_ONNX_INT8, _pixel_values(processor, check))
         quantization = {**CLASSIFIER_QUANTIZATION, "calibration_images": len(pixels)}
         files["int8"] = describe_onnx_file(
             stage, CLASSIFIER_ONNX_INT8, precision="int8", quantization=quantization,
-            top1_agreement_with_fp32_on_calibration_images=agreement,
+            top1_agreement_with_fp32_on_held_out_images=agreement, held_out_images=len(check),
         )
     return classifier_manifest(model.config, processor, files)
 
@@ -531,18 +554,21 @@ def export_all(
     quantize: bool = True,
     calibration_images: Optional[Sequence] = None,
     calibration_data: Optional[str] = None,
+    check_images: Optional[Sequence] = None,
 ) -> dict:
     """Export the classifier and/or the generator into ``out_dir/onnx/`` and write the manifest.
 
     Either model may be ``None`` (its manifest section, if any, is kept). Classifier calibration
     photos: ``calibration_images`` (PIL images), else :data:`CALIBRATION_SIZE` training photos from
-    ``calibration_data`` (default: the local Oxford-IIIT Pet copy). Returns the manifest written.
+    ``calibration_data`` (default: the local Oxford-IIIT Pet copy). int8 agreement with fp32 is measured
+    on ``check_images``, else on :data:`AGREEMENT_SIZE` other training photos. Returns the manifest written.
     """
     out_dir = Path(out_dir)
     sections, written, stale = {}, [], []
     with staging_dir(out_dir) as stage:
         if classifier_dir is not None:
-            sections["classifier"] = stage_classifier(classifier_dir, stage, quantize, calibration_images, calibration_data)
+            sections["classifier"] = stage_classifier(
+                classifier_dir, stage, quantize, calibration_images, calibration_data, check_images)
             written.append(CLASSIFIER_ONNX)
             (written if quantize else stale).append(CLASSIFIER_ONNX_INT8)
         if generator_dir is not None:
