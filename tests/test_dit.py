@@ -119,3 +119,33 @@ def test_plain_diffusion_pipeline_remote_code_without_tiny_cats(pipeline_dir, tm
     assert "TinyDiTPipeline" in done.stdout
     local = tiny_pipeline()("Birman", num_inference_steps=3, generator=torch.manual_seed(3), output_type="np").images
     np.testing.assert_allclose(np.load(tmp_path / "remote.npy"), local, atol=1e-6)
+
+
+def test_design_options_start_as_the_plain_model_and_old_configs_load():
+    """Skips start as "ignore the skip", the final conv as the identity: a fresh model predicts zero either way."""
+    from tiny_cats.modeling_tiny_dit import TinyDiTTransformer2DModel
+
+    kwargs = dict(sample_size=16, patch_size=4, hidden_size=32, num_layers=5, num_attention_heads=2)
+    torch.manual_seed(0)
+    plain = TinyDiTTransformer2DModel(**kwargs)
+    torch.manual_seed(0)
+    fancy = TinyDiTTransformer2DModel(long_skip=True, final_conv=True, **kwargs)
+    assert len(fancy.skip_linears) == 2 and fancy.conv_out is not None
+    x, t, y = torch.randn(2, 3, 16, 16), torch.tensor([300.0, 700.0]), torch.tensor([1, 12])
+    assert torch.equal(plain(x, t, y).sample, fancy(x, t, y).sample)
+    old = {k: v for k, v in plain.config.items() if k not in ("long_skip", "final_conv", "prediction_type", "min_sigma")}
+    assert TinyDiTTransformer2DModel.from_config(old).config.prediction_type == "velocity"
+    with pytest.raises(ValueError, match="prediction_type"):
+        TinyDiTTransformer2DModel(prediction_type="epsilon", **kwargs)
+
+
+def test_x_prediction_returns_the_velocity_of_its_x0():
+    """prediction_type='sample': forward gives (x_t - x0_hat) / t, so a sampler sees a velocity model."""
+    from tiny_cats.modeling_tiny_dit import TinyDiTTransformer2DModel
+
+    torch.manual_seed(0)
+    model = TinyDiTTransformer2DModel(sample_size=16, patch_size=4, hidden_size=32, num_layers=2,
+                                      num_attention_heads=2, prediction_type="sample").eval()
+    x = torch.randn(2, 3, 16, 16)
+    out = model(x, torch.tensor([500.0, 10.0]), torch.tensor([0, 1])).sample  # untrained: x0_hat = 0
+    assert torch.allclose(out[0], x[0] / 0.5) and torch.allclose(out[1], x[1] / 0.05)  # t clamped at min_sigma

@@ -108,3 +108,22 @@ def test_accelerate_launch_runs_the_dit_script(pet_folder, tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (out / "final" / "transformer" / "diffusion_pytorch_model.safetensors").is_file()
+
+
+def test_dit_release_options_train_on_packed_cats_progressively(pet_folder, tmp_path):
+    """U-ViT skips, final conv, x-prediction, warm-up EMA, every cat split, packed arrays, 8 px then 16 px."""
+    out, packed = tmp_path / "dit", tmp_path / "packed"
+    cfg = parse_config(train_dit.DiTTrainingConfig,
+                       ["--data", str(pet_folder), "--output_dir", str(out), "--max_train_steps", "4",
+                        "--checkpointing_steps", "2", "--long_skip", "true", "--final_conv", "true",
+                        "--prediction_type", "sample", "--ema_power", "0.75", "--ema_decay", "0.9999",
+                        "--train_splits", "train,test", "--packed_data_dir", str(packed),
+                        "--resolution_schedule", "8@0,16@2", *TINY_DIT[:-2]])
+    report = train_dit.main(cfg)
+    assert report["steps"] == 4 and report["num_train_images"] == 12  # all 3 x 4 made-up cats; the duplicate is dropped
+    assert sorted(p.name for p in packed.iterdir()) == ["cats_train+test_16px.npz", "cats_train+test_8px.npz"]
+    config = json.loads((out / "final" / "transformer" / "config.json").read_text())
+    assert config["long_skip"] and config["final_conv"] and config["prediction_type"] == "sample"
+    pipe = TinyDiTPipeline.from_pretrained(out / "final")
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe("Bengal", num_inference_steps=2, output_type="np").images.shape == (1, 16, 16, 3)

@@ -53,7 +53,9 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from tiny_cats.data import cats_only, load_pets
+from datasets import concatenate_datasets
+
+from tiny_cats.data import PackedCats, cats_only, load_pets, packed_cats_file
 from tiny_cats.labels import CAT_BREEDS
 from tiny_cats.modeling_tiny_dit import TinyDiTTransformer2DModel
 from tiny_cats.pipeline_tiny_dit import TinyDiTPipeline, images_to_grid
@@ -62,6 +64,7 @@ from tiny_cats.training_utils import (
     StepTrace,
     TrainState,
     any_process,
+    collate,
     hang_for_tests,
     make_accelerator,
     make_train_loader,
@@ -88,6 +91,11 @@ class DiTTrainingConfig:
     hidden_size: int = 192
     num_layers: int = 6
     num_attention_heads: int = 3
+    long_skip: bool = False  # U-ViT long skip connections (see modeling_tiny_dit.py)
+    final_conv: bool = False  # 3x3 convolution after unpatchify
+    prediction_type: str = "velocity"  # velocity | sample (x-prediction, trained with the velocity loss)
+    train_splits: str = "train"  # the generator has no test split to protect: "train,test" uses every cat
+    packed_data_dir: str = ""  # if set: cats packed once per side into .npz files here (no decoding while training)
     train_batch_size: int = 32  # micro-batch per process
     gradient_accumulation_steps: int = 1
     global_batch_size: int = 0  # if set: accumulation = global / (train_batch_size x processes)
@@ -98,7 +106,8 @@ class DiTTrainingConfig:
     max_train_steps: int = 2000
     max_train_minutes: float = 0.0  # stop early (and save) after this wall-clock budget; 0 = no limit
     max_grad_norm: float = 1.0
-    ema_decay: float = 0.999
+    ema_decay: float = 0.999  # with ema_power > 0: the maximum decay
+    ema_power: float = 0.0  # > 0: warm-up EMA, decay = 1 - (1 + step) ** -ema_power (diffusers EMAModel)
     class_dropout_prob: float = 0.1
     logit_normal_mean: float = 0.0
     logit_normal_std: float = 1.0
@@ -221,15 +230,17 @@ def build_model(cfg: DiTTrainingConfig) -> TinyDiTTransformer2DModel:
     return TinyDiTTransformer2DModel(
         sample_size=cfg.sample_size, patch_size=cfg.patch_size, hidden_size=cfg.hidden_size,
         num_layers=cfg.num_layers, num_attention_heads=cfg.num_attention_heads, num_classes=len(CAT_BREEDS),
+        long_skip=cfg.long_skip, final_conv=cfg.final_conv, prediction_type=cfg.prediction_type,
     )
 
 
-def make_ema(accelerator, model, decay: float) -> EMAModel:
+def make_ema(accelerator, model, decay: float, power: float = 0.0) -> EMAModel:
     """EMA of the parameters as the prepared model holds them (its shard under FSDP), kept in fp32:
     at decay 0.9999 the per-step change is far below bf16 resolution (DeepSpeed keeps bf16 module weights)."""
     transformer = accelerator.unwrap_model(model)
+    warmup = dict(use_ema_warmup=True, inv_gamma=1.0, power=power) if power > 0 else {}
     ema = EMAModel(transformer.parameters(), decay=decay, model_cls=TinyDiTTransformer2DModel,
-                   model_config=transformer.config)
+                   model_config=transformer.config, **warmup)
     ema.to(dtype=torch.float32)
     return ema
 
@@ -240,11 +251,18 @@ def main(cfg: DiTTrainingConfig) -> dict:
     logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING)
     accumulation = accelerator.gradient_accumulation_steps
 
-    train_set = cats_only(load_pets(cfg.data)["train"])
-    if cfg.limit_train_samples:
-        train_set = train_set.shuffle(seed=cfg.seed).select(range(min(cfg.limit_train_samples, len(train_set))))
     stages = parse_resolution_schedule(cfg)
     sides = sorted({side for _, side in stages})
+    splits = tuple(s.strip() for s in cfg.train_splits.split(","))
+    if cfg.packed_data_dir:
+        with accelerator.main_process_first():  # one process packs, the others read
+            packed = [PackedCats(packed_cats_file(cfg.data, side, splits, cfg.packed_data_dir)) for side in sides]
+        train_set = packed[0]
+    else:
+        pets = load_pets(cfg.data)
+        train_set = cats_only(concatenate_datasets([pets[name] for name in splits]))
+        if cfg.limit_train_samples:
+            train_set = train_set.shuffle(seed=cfg.seed).select(range(min(cfg.limit_train_samples, len(train_set))))
     model = build_model(cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     scheduler = get_scheduler(  # Accelerate steps a prepared scheduler once per process
@@ -252,10 +270,14 @@ def main(cfg: DiTTrainingConfig) -> dict:
         num_warmup_steps=cfg.warmup_steps * accelerator.num_processes,
         num_training_steps=cfg.max_train_steps * accelerator.num_processes,
     )
-    loaders = [make_train_loader(train_set, cfg, side) for side in sides]
+    if cfg.packed_data_dir:
+        loaders = [torch.utils.data.DataLoader(data, batch_size=cfg.train_batch_size, shuffle=True, drop_last=True,
+                                               collate_fn=collate) for data in packed]
+    else:
+        loaders = [make_train_loader(train_set, cfg, side) for side in sides]
     model, optimizer, scheduler, *loaders = accelerator.prepare(model, optimizer, scheduler, *loaders)
     by_side = dict(zip(sides, loaders))
-    ema = make_ema(accelerator, model, cfg.ema_decay)
+    ema = make_ema(accelerator, model, cfg.ema_decay, cfg.ema_power)
     accelerator.register_for_checkpointing(ema)
     if accelerator.is_main_process:
         accelerator.init_trackers("dit", config={k: v for k, v in dataclasses.asdict(cfg).items() if v is not None})
