@@ -94,3 +94,13 @@ def test_real_shared_data():
     assert not set(train["file"]) & set(test["file"])
     assert sorted(set(test["label"])) == list(range(13))
     assert "Bombay_85.jpg" in test["file"] or "Bombay_200.jpg" in test["file"]
+
+
+def test_generator_holdout_is_fixed_per_breed_and_order_free():
+    from tiny_cats.data import generator_holdout
+
+    files = [f"Bengal_{i}.jpg" for i in range(20)] + [f"Sphynx_{i}.jpg" for i in range(20)]
+    labels = [1] * 20 + [11] * 20
+    held = generator_holdout(files, labels, 3)
+    assert len(held) == 6 and sum(f.startswith("Bengal") for f in held) == 3
+    assert generator_holdout(files[::-1], labels[::-1], 3) == held

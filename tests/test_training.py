@@ -117,11 +117,11 @@ def test_dit_release_options_train_on_packed_cats_progressively(pet_folder, tmp_
                        ["--data", str(pet_folder), "--output_dir", str(out), "--max_train_steps", "4",
                         "--checkpointing_steps", "2", "--long_skip", "true", "--final_conv", "true",
                         "--prediction_type", "sample", "--ema_power", "0.75", "--ema_decay", "0.9999",
-                        "--train_splits", "train,test", "--packed_data_dir", str(packed),
+                        "--train_splits", "train,test", "--packed_data_dir", str(packed), "--holdout_per_breed", "1",
                         "--resolution_schedule", "8@0,16@2", *TINY_DIT[:-2]])
     report = train_dit.main(cfg)
-    assert report["steps"] == 4 and report["num_train_images"] == 12  # all 3 x 4 made-up cats; the duplicate is dropped
-    assert sorted(p.name for p in packed.iterdir()) == ["cats_train+test_16px.npz", "cats_train+test_8px.npz"]
+    assert report["steps"] == 4 and report["num_train_images"] == 9  # 3 breeds x 4 made-up cats, 1 per breed held out
+    assert sorted(p.name for p in packed.iterdir()) == ["cats_train+test-holdout1_16px.npz", "cats_train+test-holdout1_8px.npz"]
     config = json.loads((out / "final" / "transformer" / "config.json").read_text())
     assert config["long_skip"] and config["final_conv"] and config["prediction_type"] == "sample"
     pipe = TinyDiTPipeline.from_pretrained(out / "final")

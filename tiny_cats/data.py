@@ -197,20 +197,40 @@ def as_stream(dataset: datasets.Dataset, num_shards: int, seed: int, buffer_size
     return stream.shuffle(seed=seed, buffer_size=buffer_size, max_buffer_input_shards=1)
 
 
-def pack_cats(source: str, size: int, splits=("train", "test")):
+def generator_holdout(files, labels, per_breed: int) -> set:
+    """Cat photos kept out of generator training, so that memorisation can be measured against them.
+
+    Per breed, the ``per_breed`` file names with the smallest MD5: a fixed choice that does not
+    depend on the order or the split the files come in.
+    """
+    chosen = set()
+    for breed in set(labels):
+        names = sorted((f for f, b in zip(files, labels) if b == breed), key=lambda f: hashlib.md5(f.encode()).hexdigest())
+        chosen.update(names[:per_breed])
+    return chosen
+
+
+def pack_cats(source: str, size: int, splits=("train", "test"), holdout_per_breed: int = 0):
     """Every cat photo of ``splits`` squashed to ``size`` x ``size`` (bicubic), as arrays.
 
     Returns ``(images, labels, files)``: uint8 ``(N, 3, size, size)``, int64 breed ids ``(N,)``
     (0-11, the generator's classes) and the file names. The generator has no test split to
     protect, so it may train on every cat; 2,160 cats at 64 px take 26.5 MB.
+    ``holdout_per_breed`` leaves out :func:`generator_holdout`'s photos.
     """
     import numpy as np
 
     loaded = load_pets(source)
     parts = [cats_only(loaded[name]) for name in splits]
+    held = set()
+    if holdout_per_breed:
+        held = generator_holdout([f for p in parts for f in p["file"]], [b for p in parts for b in p["label"]],
+                                 holdout_per_breed)
     images, labels, files = [], [], []
     for part in parts:
         for row in part:
+            if row["file"] in held:
+                continue
             image = row["image"].convert("RGB")
             if image.size != (size, size):
                 image = image.resize((size, size), Image.BICUBIC)
@@ -220,13 +240,15 @@ def pack_cats(source: str, size: int, splits=("train", "test")):
     return np.stack(images), np.asarray(labels, dtype=np.int64), files
 
 
-def packed_cats_file(source: str, size: int, splits=("train", "test"), cache_dir: os.PathLike = "outputs/packed") -> Path:
-    """``cache_dir/cats_{splits}_{size}px.npz`` (images, labels, files) from :func:`pack_cats`, built once."""
+def packed_cats_file(source: str, size: int, splits=("train", "test"), cache_dir: os.PathLike = "outputs/packed",
+                     holdout_per_breed: int = 0) -> Path:
+    """``cache_dir/cats_{splits}[-holdoutN]_{size}px.npz`` (images, labels, files) from :func:`pack_cats`, built once."""
     import numpy as np
 
-    path = Path(cache_dir) / f"cats_{'+'.join(splits)}_{size}px.npz"
+    held = f"-holdout{holdout_per_breed}" if holdout_per_breed else ""
+    path = Path(cache_dir) / f"cats_{'+'.join(splits)}{held}_{size}px.npz"
     if not path.is_file():
-        images, labels, files = pack_cats(source, size, splits)
+        images, labels, files = pack_cats(source, size, splits, holdout_per_breed)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.stem + ".tmp.npz")
         np.savez(tmp, images=images, labels=labels, files=np.asarray(files))

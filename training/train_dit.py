@@ -55,7 +55,7 @@ from transformers import get_scheduler
 
 from datasets import concatenate_datasets
 
-from tiny_cats.data import PackedCats, cats_only, load_pets, packed_cats_file
+from tiny_cats.data import PackedCats, cats_only, generator_holdout, load_pets, packed_cats_file
 from tiny_cats.labels import CAT_BREEDS
 from tiny_cats.modeling_tiny_dit import TinyDiTTransformer2DModel
 from tiny_cats.pipeline_tiny_dit import TinyDiTPipeline, images_to_grid
@@ -95,6 +95,7 @@ class DiTTrainingConfig:
     final_conv: bool = False  # 3x3 convolution after unpatchify
     prediction_type: str = "velocity"  # velocity | sample (x-prediction, trained with the velocity loss)
     train_splits: str = "train"  # the generator has no test split to protect: "train,test" uses every cat
+    holdout_per_breed: int = 0  # cats kept out of training (tiny_cats.data.generator_holdout) to measure memorisation
     packed_data_dir: str = ""  # if set: cats packed once per side into .npz files here (no decoding while training)
     train_batch_size: int = 32  # micro-batch per process
     gradient_accumulation_steps: int = 1
@@ -256,11 +257,15 @@ def main(cfg: DiTTrainingConfig) -> dict:
     splits = tuple(s.strip() for s in cfg.train_splits.split(","))
     if cfg.packed_data_dir:
         with accelerator.main_process_first():  # one process packs, the others read
-            packed = [PackedCats(packed_cats_file(cfg.data, side, splits, cfg.packed_data_dir)) for side in sides]
+            packed = [PackedCats(packed_cats_file(cfg.data, side, splits, cfg.packed_data_dir, cfg.holdout_per_breed))
+                      for side in sides]
         train_set = packed[0]
     else:
         pets = load_pets(cfg.data)
         train_set = cats_only(concatenate_datasets([pets[name] for name in splits]))
+        if cfg.holdout_per_breed:
+            held = generator_holdout(train_set["file"], train_set["label"], cfg.holdout_per_breed)
+            train_set = train_set.filter(lambda f: f not in held, input_columns="file")
         if cfg.limit_train_samples:
             train_set = train_set.shuffle(seed=cfg.seed).select(range(min(cfg.limit_train_samples, len(train_set))))
     model = build_model(cfg)
@@ -287,6 +292,7 @@ def main(cfg: DiTTrainingConfig) -> dict:
     else:
         steps_per_epoch = len(loaders[0]) // accumulation
     state = resume_state(accelerator, output_dir, cfg.resume_from_checkpoint, steps_per_epoch)
+    logger.info("torch uses %d threads; %d training images; sides %s", torch.get_num_threads(), len(train_set), sides)
     if state.step:
         logger.info("resumed at step %d (epoch %d, step %d of it)", state.step, state.epoch, state.epoch_step)
 
