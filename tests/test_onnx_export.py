@@ -4,9 +4,9 @@ Tolerances (max abs difference, PyTorch vs fp32 ONNX):
 - classifier logits (which reach ~50 here): 1e-3 (``CLASSIFIER_LOGITS_ATOL``), at batch sizes 1 and 4;
 - denoiser velocity: 1e-4 (``DENOISER_VELOCITY_ATOL``), at batch sizes 1 and 4;
 - generated images in [0, 1], same seed, guidance on: 1e-3 (``PIPELINE_IMAGE_ATOL``).
-int8 classifier: top-1 agrees with fp32 on at least 90% of 52 made-up photos it was not calibrated on
-(measured: 96%; the trained 192 px classifier, calibrated on 64 training photos, agreed on 98.7% of 300
-real test photos).
+int8 classifier (7-bit weights, see onnx_export.CLASSIFIER_QUANTIZATION): top-1 agrees with fp32 on at
+least 85% of 52 made-up photos it was not calibrated on (measured: 88.5%; this fitted head's logits are
+fragile. The bundled classifier, calibrated on 64 training photos, agreed on 97.8% of 600 real test photos).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from tiny_cats.pipeline_tiny_dit import TinyDiTPipeline
 from .conftest import breed_image, child_env
 
 ONNX_FILES = (CLASSIFIER_ONNX, CLASSIFIER_ONNX_INT8, GENERATOR_ONNX, GENERATOR_ONNX_INT8, ONNX_MANIFEST)
-MIN_INT8_AGREEMENT = 0.9
+MIN_INT8_AGREEMENT = 0.85  # 7-bit weights: 0.885 measured on these made-up photos
 IMAGE_SIZE = 48
 CALIBRATION_SEEDS = range(4)  # 52 made-up photos: the head's training set and the calibration set
 
@@ -160,17 +160,21 @@ def test_int8_classifier_agrees_with_fp32_on_unseen_images(package, fitted_class
     assert agreement >= MIN_INT8_AGREEMENT
 
 
-def initializer_types(path: Path) -> Counter:
-    return Counter(onnx.TensorProto.DataType.Name(t.data_type) for t in onnx.load(str(path)).graph.initializer)
+def int8_weights(path: Path) -> list:
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    return [numpy_helper.to_array(t) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8 and t.dims]
 
 
 @pytest.mark.parametrize("relative", [CLASSIFIER_ONNX_INT8, GENERATOR_ONNX_INT8])
-def test_int8_weights_are_unsigned_so_no_cpu_saturates(package, relative):
-    """uint8 x int8 kernels without VNNI (AVX2) add product pairs in int16 and saturate; uint8 x uint8 ones cannot.
+def test_int8_weights_fit_seven_bits_so_no_cpu_saturates(package, relative):
+    """uint8 x int8 kernels without VNNI (AVX2) add product pairs in int16: 2 * 255 * |w| must stay <= 32767.
 
-    Signed weights made int8 agreement depend on the CPU (96% on a VNNI Xeon, 50% on an AMD EPYC)."""
-    types = initializer_types(package / relative)
-    assert types["UINT8"] > 2 and types["INT8"] == 0
+    Full-range weights made int8 agreement depend on the CPU (96% on a VNNI Xeon, 50% on an AMD EPYC)."""
+    weights = [w for w in int8_weights(package / relative) if w.size > 1]
+    assert weights and all(int(np.abs(w.astype(np.int32)).max()) <= 64 for w in weights)
+    assert max(int(np.abs(w.astype(np.int32)).max()) for w in weights) >= 60  # really 7 bits, not fewer
 
 
 def test_int8_files_avoid_conv_integer_and_are_smaller(package):

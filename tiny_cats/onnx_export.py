@@ -182,20 +182,21 @@ CLASSIFIER_QUANTIZATION = {
     "quant_format": "QDQ",
     "per_channel": True,
     "activation_type": "QUInt8",
-    "weight_type": "QUInt8",
+    "weight_type": "QInt8",
     "calibrate_method": "MinMax",
-    "reduce_range": False,
+    "reduce_range": True,
 }
-DENOISER_QUANTIZATION = {"method": "dynamic", "op_types_to_quantize": ["MatMul", "Gemm"], "weight_type": "QUInt8",
-                         "reduce_range": False}
-# uint8 weights (U8U8), not int8 (U8S8): ONNX Runtime's uint8 x int8 kernels on x86 CPUs without
-# VNNI (AVX2/AVX-512 core, e.g. AMD Zen 2/3) add pairs of products in int16 (VPMADDUBSW), which
-# saturates when 255 * |w1| + 255 * |w2| > 32767, so the same file gives different answers on
+DENOISER_QUANTIZATION = {"method": "dynamic", "op_types_to_quantize": ["MatMul", "Gemm"], "weight_type": "QInt8",
+                         "reduce_range": True}
+# reduce_range: 7-bit weights (-64..64). ONNX Runtime's uint8 x int8 kernels on x86 CPUs without
+# VNNI (AVX2 / AVX-512 core, e.g. AMD Zen 2/3) add pairs of products in int16 (VPMADDUBSW), which
+# saturates when 255 * |w1| + 255 * |w2| > 32767, so a full-range file gives different answers on
 # different CPUs: the test suite's int8 classifier agreed with fp32 on 96% of unseen images on a
-# Xeon with VNNI and on 50% on an earlier AMD EPYC machine. U8U8 kernels widen to int16 before
-# multiplying and cannot saturate. Measured on 600 test photos with the bundled classifier (VNNI
-# Xeon, where U8S8 does not saturate): agreement with fp32 98.8% for U8U8, 97.8% for U8S8 with
-# 7-bit weights (reduce_range, the other remedy), 99.3% for U8S8 full range.
+# Xeon with VNNI and on 50% on an earlier AMD EPYC machine. With 7-bit weights no sum can
+# saturate (2 * 255 * 64 = 32640), so every x86 kernel computes the same exact int32 sums.
+# Measured on 600 test photos with the bundled classifier (Xeon with VNNI): agreement with fp32
+# 97.8% with 7-bit weights, 99.3% full range (which saturates elsewhere), 98.8% with uint8
+# weights (U8U8, saturation-free too, but ONNX Runtime then ran it 9x slower than fp32).
 
 
 @contextlib.contextmanager
