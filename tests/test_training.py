@@ -127,3 +127,87 @@ def test_dit_release_options_train_on_packed_cats_progressively(pet_folder, tmp_
     pipe = TinyDiTPipeline.from_pretrained(out / "final")
     pipe.set_progress_bar_config(disable=True)
     assert pipe("Bengal", num_inference_steps=2, output_type="np").images.shape == (1, 16, 16, 3)
+
+
+# ----------------------------------------------------------------------------- user-facing behaviour
+
+
+def test_abbreviated_flags_are_refused(capsys):
+    with pytest.raises(SystemExit):
+        parse_config(train_classifier.ClassifierTrainingConfig, ["--learning_rat", "0.1"])
+    assert "unrecognized arguments: --learning_rat" in capsys.readouterr().err
+
+
+def test_resume_latest_without_checkpoint_says_so(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    from tiny_cats.training_utils import resume_state
+
+    with caplog.at_level("WARNING", logger="tiny_cats.training_utils"):
+        state = resume_state(SimpleNamespace(is_main_process=True), tmp_path, "latest", 10)
+    assert state.step == 0
+    assert [r.getMessage() for r in caplog.records] == [
+        f"--resume_from_checkpoint latest: no checkpoint in {tmp_path}, starting from scratch"]
+
+
+def test_checkpointing_note():
+    from tiny_cats.training_utils import checkpointing_note
+
+    cfg = train_classifier.ClassifierTrainingConfig(max_train_steps=20, checkpointing_steps=250)
+    assert "the only checkpoint is written at the end" in checkpointing_note(cfg)
+    assert checkpointing_note(train_classifier.ClassifierTrainingConfig(max_train_steps=20, checkpointing_steps=5)) is None
+
+
+def test_safetensors_get_normal_file_modes(tmp_path):
+    import os
+
+    from safetensors.torch import save_file
+
+    from tiny_cats.training_utils import fix_file_modes, normal_file_mode
+
+    (tmp_path / "sub").mkdir()
+    save_file({"w": torch.zeros(2)}, tmp_path / "sub" / "m.safetensors")  # safetensors makes it 0600
+    fix_file_modes(tmp_path)
+    assert (os.stat(tmp_path / "sub" / "m.safetensors").st_mode & 0o777) == normal_file_mode() == 0o666 & ~_umask()
+
+
+def _umask():
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_wrong_data_path_is_one_line(tmp_path):
+    done = subprocess.run([PYTHON, str(ROOT / "training" / "train_classifier.py"), "--data", str(tmp_path / "absent"),
+                           "--output_dir", str(tmp_path / "out"), "--report_to", "none"],
+                          capture_output=True, text=True, env=child_env(tmp_path), timeout=300)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert lines[-1].startswith("train_classifier.py: error: ") and "absent: no such folder" in lines[-1]
+    assert not any("Multiple distributions" in line for line in lines)
+
+
+def test_sigterm_checkpoints_then_resume_continues(pet_folder, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from tiny_cats.training_utils import TrainingStopped, normal_file_mode
+
+    out = tmp_path / "clf"
+    args = ["--data", str(pet_folder), "--output_dir", str(out), "--checkpointing_steps", "100", *TINY_CLASSIFIER]
+    real_hang = train_classifier.hang_for_tests
+    monkeypatch.setattr(train_classifier, "hang_for_tests",
+                        lambda where, step, o: os.kill(os.getpid(), signal.SIGTERM) if step == 2 else None)
+    with pytest.raises(TrainingStopped, match="stopped by SIGTERM at step 2") as info:
+        train_classifier.main(parse_config(train_classifier.ClassifierTrainingConfig, args + ["--max_train_steps", "5"]))
+    assert info.value.signum == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+    assert [p.name for p in list_checkpoints(out)] == ["checkpoint-2"]
+    monkeypatch.setattr(train_classifier, "hang_for_tests", real_hang)
+    train_classifier.main(parse_config(train_classifier.ClassifierTrainingConfig,
+                                       args + ["--max_train_steps", "3", "--resume_from_checkpoint", "latest"]))
+    assert json.loads((out / "final" / "training_results.json").read_text())["steps"] == 3
+    modes = {p.stat().st_mode & 0o777 for p in out.rglob("*.safetensors")}
+    assert modes == {normal_file_mode()}

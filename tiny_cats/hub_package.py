@@ -20,7 +20,7 @@ from . import layout
 from .evaluation.schemas import SCHEMAS, validate
 from .model_card import check_card, extract_snippets, render_card
 
-DEFAULT_REPO_ID = "d4oit/tiny-cats-model"
+DEFAULT_REPO_ID = layout.DEFAULT_REPO_ID
 # Result documents copied from a results folder, and the schema each must pass.
 RESULT_SCHEMAS = {layout.CLASSIFIER_EVALUATION: "classifier", layout.GENERATOR_EVALUATION: "generator",
                   layout.INFERENCE_BENCHMARK: "benchmark"}

@@ -28,6 +28,9 @@ and uploads it as one commit)::
 A file name present in both model folders must have identical content, else building fails.
 """
 
+# The Hub model repo `tiny-cats publish` uploads to by default.
+DEFAULT_REPO_ID = "d4oit/tiny-cats-model"
+
 # ONNX exports (issue: export). The denoiser takes (sample, timestep, class_labels) and returns
 # the velocity; guidance and the scheduler stay outside the graph.
 ONNX_DIR = "onnx"

@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
-import requests
-from huggingface_hub import HfApi, constants, get_token
-from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+from .layout import DEFAULT_REPO_ID
 
-from .hub_package import DEFAULT_REPO_ID, check_repo_id, validate_package
+# requests, huggingface_hub and the package builder are imported where used: the CLI imports this
+# module to build its parser, and `tiny-cats --help` must not wait for them.
 
 logger = logging.getLogger(__name__)
 DEFAULT_COMMIT_MESSAGE = "Publish the tiny-cats model package"
@@ -50,6 +49,9 @@ def _status(err: BaseException) -> Optional[int]:
 
 def _transient(err: BaseException) -> bool:
     """Worth retrying: a lost connection or timeout, or the Hub's 5xx / 429."""
+    import requests
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
     if isinstance(err, OfflineModeIsEnabled):
         return False
     if isinstance(err, HfHubHTTPError):
@@ -60,6 +62,9 @@ def _transient(err: BaseException) -> bool:
 
 def _explain(err: BaseException, step: str, repo_id: str, attempts: int, token: Optional[str]) -> str:
     """One line naming what failed; the token, should any text echo it, is masked."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
     status = _status(err)
     if isinstance(err, OfflineModeIsEnabled):
         text = f"HF_HUB_OFFLINE is set; unset it to publish ({step})"
@@ -111,6 +116,12 @@ def publish(repo_id: str, package_dir, private: bool = False, revision: Optional
     ``dry_run`` nothing touches the network: the result lists what would be uploaded.
     ``revision``: a branch, created from main when missing (default main).
     """
+    import requests
+    from huggingface_hub import HfApi, get_token
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    from .hub_package import check_repo_id, validate_package
+
     check_repo_id(repo_id)
     package_dir = Path(package_dir)
     files = validate_package(package_dir, repo_id)
@@ -156,13 +167,33 @@ def _model_dir(given: Optional[str], default: Path, flag: str) -> Path:
     return default
 
 
+# Where the committed results live: the checkout this package runs from, then the current folder.
+CHECKOUT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def default_results_dir(candidates: Optional[List[Path]] = None) -> Optional[Path]:
+    """The first of the checkout and the current folder that holds evaluation/ or benchmarks/ JSON, else None."""
+    from . import layout
+
+    for folder in candidates if candidates is not None else [CHECKOUT_ROOT, Path.cwd()]:
+        if any((folder / name).is_file() for name in (layout.CLASSIFIER_EVALUATION, layout.GENERATOR_EVALUATION,
+                                                       layout.INFERENCE_BENCHMARK)):
+            return folder
+    return None
+
+
 def cmd_publish(args) -> int:
     from .defaults import DEFAULT_CLASSIFIER, DEFAULT_GENERATOR
     from .hub_package import build_package
 
+    results = args.results
+    if results is None and not args.no_results:
+        results = default_results_dir()
+        print(f"results: {results} (the committed evaluation/ and benchmarks/; --results DIR or --no-results to change)"
+              if results is not None else "results: none found; every card number reads 'not measured'")
     package = build_package(_model_dir(args.classifier, DEFAULT_CLASSIFIER, "--classifier"),
                             _model_dir(args.generator, DEFAULT_GENERATOR, "--generator"), args.package_dir,
-                            results_dir=args.results, onnx_dir=args.onnx_dir, repo_id=args.repo_id)
+                            results_dir=results, onnx_dir=args.onnx_dir, repo_id=args.repo_id)
     try:
         result = publish(args.repo_id, package, private=args.private, revision=args.revision, dry_run=args.dry_run,
                          commit_message=args.commit_message)
@@ -194,8 +225,9 @@ def register(subparsers) -> None:
                    help="build and validate, then list what would be uploaded; no network")
     p.add_argument("--classifier", help="classifier folder (default: the bundled classifier)")
     p.add_argument("--generator", help="generator pipeline folder (default: the bundled generator)")
-    p.add_argument("--results", help="folder holding evaluation/, benchmarks/ and onnx/ (e.g. .); absent parts are "
-                   "'not measured' in the card")
+    p.add_argument("--results", help="folder holding evaluation/, benchmarks/ and onnx/; absent parts are "
+                   "'not measured' in the card (default: the committed results of this checkout, else .)")
+    p.add_argument("--no-results", action="store_true", help="leave all results out of the package")
     p.add_argument("--onnx-dir", help="folder holding onnx/ (default: the --results folder)")
     p.add_argument("--package-dir", default="hub_upload", help="where the package is built (default: hub_upload)")
     p.add_argument("--commit-message", default=DEFAULT_COMMIT_MESSAGE)

@@ -14,7 +14,9 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Type, TypeVar
@@ -39,7 +41,7 @@ def _parse_bool(text: str) -> bool:
 
 def parse_config(cls: Type[T], argv: Optional[List[str]] = None) -> T:
     """Build a dataclass config from defaults, then ``--config FILE.yaml``, then ``--field value`` flags."""
-    parser = argparse.ArgumentParser(description=cls.__doc__)
+    parser = argparse.ArgumentParser(description=cls.__doc__, allow_abbrev=False)  # --learning_rat is an error
     parser.add_argument("--config", help="YAML file whose keys are the options below")
     converters = {"int": int, "float": float, "str": str, "Optional[str]": str, "Optional[int]": int, "bool": _parse_bool}
     for field in dataclasses.fields(cls):
@@ -76,6 +78,26 @@ def list_checkpoints(output_dir: os.PathLike) -> List[Path]:
     return [p for _, p in sorted(found)]
 
 
+def normal_file_mode() -> int:
+    """0o666 minus the umask: the mode ``open()`` gives a new file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def fix_file_modes(folder: os.PathLike) -> None:
+    """Give ``*.safetensors`` under ``folder`` the usual mode of a new file.
+
+    safetensors >= 0.7 writes through a temporary file that it renames into place (Rust's
+    ``tempfile`` crate), and such files are created 0600: weights would be private to their
+    owner, unlike every other file a run writes.
+    """
+    mode = normal_file_mode()
+    for path in Path(folder).rglob("*.safetensors"):
+        if path.is_file() and (path.stat().st_mode & 0o777) != mode:
+            path.chmod(mode)
+
+
 def save_checkpoint(accelerator, output_dir: os.PathLike, step: int, config: Any, keep_last: int,
                     state: Optional["TrainState"] = None) -> Optional[Path]:
     """``accelerator.save_state`` into a temporary folder, then rename: a kill never leaves a torn checkpoint.
@@ -90,6 +112,7 @@ def save_checkpoint(accelerator, output_dir: os.PathLike, step: int, config: Any
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
     if accelerator.is_main_process:
+        fix_file_modes(tmp)
         record = {"step": step, "code_version": code_version(), "config": dataclasses.asdict(config)}
         if state is not None:
             record["progress"] = dataclasses.asdict(state)
@@ -281,7 +304,20 @@ def make_accelerator(cfg: Any, output_dir: Path):
             f"launched as {launched_processes()} processes but Accelerate sees {accelerator.num_processes}: "
             "on a machine without GPUs set ACCELERATE_USE_CPU=true so that the processes join one gloo group"
         )
+    if accelerator.is_main_process:
+        note = checkpointing_note(cfg)
+        if note:
+            logger.warning(note)
     return accelerator
+
+
+def checkpointing_note(cfg: Any) -> Optional[str]:
+    """One line when ``checkpointing_steps`` means no checkpoint before the end of the run, else None."""
+    every, total = getattr(cfg, "checkpointing_steps", 0), getattr(cfg, "max_train_steps", 0)
+    if every and total and every >= total:
+        return (f"checkpointing_steps ({every}) >= max_train_steps ({total}): the only checkpoint is written at the "
+                "end (set --checkpointing_steps lower to be able to resume mid-run; SIGTERM/Ctrl-C also checkpoints)")
+    return None
 
 
 def any_process(accelerator, flag: bool) -> bool:
@@ -298,6 +334,8 @@ def resume_state(accelerator, output_dir: Path, resume: Optional[str], steps_per
     """
     path = resolve_resume(output_dir, resume)
     if path is None:
+        if resume == "latest" and accelerator.is_main_process:
+            logger.warning("--resume_from_checkpoint latest: no checkpoint in %s, starting from scratch", output_dir)
         return TrainState()
     accelerator.load_state(str(path))
     record_file = path / "training_config.json"
@@ -494,6 +532,104 @@ class OptimizerStep:
         self.chunks *= 2
         logger.warning("out of memory (%s): redoing the step with micro-batch %d and %dx more accumulation",
                        str(err).splitlines()[0], -(-self.micro_batch // self.chunks), self.chunks)
+
+
+# --- stopping a run, and the scripts' entry point --------------------------------------------
+
+
+class TrainingStopped(Exception):
+    """The run was asked to stop (SIGTERM, SIGINT, or the launcher died); a checkpoint was written."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _stop_when_launcher_dies() -> None:
+    """Under ``accelerate launch`` (Linux), ask the kernel for SIGTERM when the launcher process dies.
+
+    The launcher does not forward signals: ``kill -9`` (or a plain ``kill``) of it would
+    otherwise leave this process training on, detached. Only done when the parent really is
+    the accelerate launcher, so ``nohup python train.py`` keeps running after its shell exits.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    try:
+        cmdline = Path(f"/proc/{parent}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return
+    if b"accelerate" not in cmdline:
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the launcher died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+class StopRequest:
+    """SIGTERM or SIGINT (Ctrl-C) asks the training loop to stop after the current step.
+
+    The loop then writes a checkpoint and ends with :class:`TrainingStopped`, so
+    ``--resume_from_checkpoint latest`` continues exactly. A second signal stops at once (the
+    checkpoints on disk stay complete: each is written to a temporary folder and renamed).
+    """
+
+    def __init__(self) -> None:
+        self.signum: Optional[int] = None
+        self._previous = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[signum] = signal.signal(signum, self._handle)
+            except ValueError:  # not the main thread: leave the signals alone
+                pass
+        _stop_when_launcher_dies()
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:
+            self.restore()
+            raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopping now")
+        self.signum = signum
+        logger.warning("%s received: stopping after this step and writing a checkpoint (send it again to stop now)",
+                       signal.Signals(signum).name)
+
+    def requested(self, accelerator) -> bool:
+        """True on every process once any process was signalled."""
+        return any_process(accelerator, self.signum is not None)
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+
+def run_script(main: Callable[[Any], Any], cls: Type[T], argv: Optional[List[str]] = None) -> int:
+    """A training script's entry point: parse the config, run ``main``, end in one line on a user error.
+
+    A missing data folder, a bad config value or a missing checkpoint prints
+    ``SCRIPT: error: MESSAGE`` and exits with 2 (launch with ``accelerate launch --quiet`` so that
+    the launcher does not add its own traceback); a stop request exits with 128 + the signal number.
+    """
+    name = Path(sys.argv[0]).name
+    cfg = parse_config(cls, argv)
+    try:
+        main(cfg)
+    except TrainingStopped as stop:
+        print(f"{name}: {stop}", file=sys.stderr)
+        return 128 + stop.signum
+    except (FileNotFoundError, NotADirectoryError, ValueError) as err:
+        if os.environ.get("TINY_CATS_DEBUG"):
+            raise
+        print(f"{name}: error: {' '.join(str(err).split())} (TINY_CATS_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 2
+    return 0
 
 
 # --- traces for reproducibility checks ---------------------------------------------------------

@@ -1,7 +1,7 @@
 """Fine-tune the tiny-cats classifier with Accelerate.
 
-    accelerate launch training/train_classifier.py --config training/configs/classifier_cpu.yaml
-    accelerate launch --config_file training/accelerate/gpu.yaml training/train_classifier.py --config training/configs/classifier_gpu.yaml
+    .venv/bin/accelerate launch --quiet --config_file training/accelerate/cpu.yaml training/train_classifier.py --config training/configs/classifier_cpu.yaml
+    .venv/bin/accelerate launch --quiet --config_file training/accelerate/gpu.yaml training/train_classifier.py --config training/configs/classifier_gpu.yaml
 
 Starts from the ImageNet EfficientNet-Lite0 weights (``--backbone efficientnet_lite0``) or
 from scratch (``--backbone resnet18``). AdamW, linear warmup then cosine decay, gradient
@@ -13,6 +13,10 @@ loss, weights, optimizer state and EMA in fp32), atomic checkpoints every N step
 Augmentation ``basic`` is the seed's flip/affine/jitter; ``advanced`` adds random-resized crops,
 TrivialAugment and random erasing, for long runs where the basic set stops regularising.
 Writes a ``save_pretrained`` folder to ``output_dir/final``.
+
+Stop a run with Ctrl-C or ``kill -TERM`` of this process (or of the launcher, whose death this
+process notices): it finishes the current step, writes a checkpoint and exits with 128 + the
+signal number; ``--resume_from_checkpoint latest`` continues it exactly.
 """
 
 from __future__ import annotations
@@ -20,11 +24,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import tiny_cats  # noqa: F401, I001  (first: its log filter quiets diffusers' "Multiple distributions" notice)
 import kornia.augmentation as K
 import torch
 from accelerate.utils import set_seed
@@ -40,13 +47,16 @@ from tiny_cats.data import load_pets
 from tiny_cats.training_utils import (
     OptimizerStep,
     StepTrace,
+    StopRequest,
+    TrainingStopped,
     collate,
     hang_for_tests,
     make_accelerator,
     make_image_transform,
     make_train_loader,
-    parse_config,
+    fix_file_modes,
     resume_state,
+    run_script,
     save_checkpoint,
     stream_steps_per_epoch,
     training_windows,
@@ -128,7 +138,7 @@ def evaluate(model, loader, accelerator, channels_last: bool) -> dict:
     correct = total = cat_correct = cat_total = 0
     other_id = accelerator.unwrap_model(model).config.label2id["other"]
     with torch.no_grad():
-        for batch in loader:
+        for batch in tqdm(loader, desc="test split", disable=not accelerator.is_main_process):
             pixels = batch["pixel_values"]
             if channels_last:
                 pixels = pixels.contiguous(memory_format=torch.channels_last)
@@ -223,22 +233,35 @@ def main(cfg: ClassifierTrainingConfig) -> dict:
     progress = tqdm(total=cfg.max_train_steps, initial=state.step, desc="train",
                     disable=not accelerator.is_main_process)
     started = time.time()
-    windows = training_windows(accelerator, lambda step: train_loader, state, accumulation,
-                               steps_per_epoch if cfg.streaming_shards else None)
-    while state.step < cfg.max_train_steps:
-        window = next(windows)
-        loss = accelerator.reduce(run_step(window, state.step), "mean").item()
-        state.step, state.epoch_step, state.chunks = state.step + 1, state.epoch_step + 1, run_step.chunks
-        if ema is not None and not optimizer.step_was_skipped:
-            ema.step(accelerator.unwrap_model(model).parameters())
-        progress.update(1)
-        progress.set_postfix(loss=f"{loss:.3f}")
-        lr = scheduler.get_last_lr()[0]
-        accelerator.log({"train/loss": loss, "train/lr": lr}, step=state.step)
-        trace.step(state.step, loss, lr, window)
-        if state.step % cfg.checkpointing_steps == 0 or state.step == cfg.max_train_steps:
-            save_checkpoint(accelerator, output_dir, state.step, cfg, cfg.checkpoints_total_limit, state)
-        hang_for_tests("step", state.step, output_dir)
+    stop = StopRequest()
+    try:
+        windows = training_windows(accelerator, lambda step: train_loader, state, accumulation,
+                                   steps_per_epoch if cfg.streaming_shards else None)
+        while state.step < cfg.max_train_steps:
+            window = next(windows)
+            loss = accelerator.reduce(run_step(window, state.step), "mean").item()
+            state.step, state.epoch_step, state.chunks = state.step + 1, state.epoch_step + 1, run_step.chunks
+            if ema is not None and not optimizer.step_was_skipped:
+                ema.step(accelerator.unwrap_model(model).parameters())
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss:.3f}")
+            lr = scheduler.get_last_lr()[0]
+            accelerator.log({"train/loss": loss, "train/lr": lr}, step=state.step)
+            trace.step(state.step, loss, lr, window)
+            if state.step % cfg.checkpointing_steps == 0 or state.step == cfg.max_train_steps:
+                save_checkpoint(accelerator, output_dir, state.step, cfg, cfg.checkpoints_total_limit, state)
+            hang_for_tests("step", state.step, output_dir)
+            if state.step < cfg.max_train_steps and stop.requested(accelerator):
+                if state.step % cfg.checkpointing_steps:
+                    save_checkpoint(accelerator, output_dir, state.step, cfg, cfg.checkpoints_total_limit, state)
+                progress.close()
+                accelerator.end_training()
+                signum = stop.signum or signal.SIGTERM
+                raise TrainingStopped(f"stopped by {signal.Signals(signum).name} at step {state.step}; wrote "
+                                      f"{output_dir / f'checkpoint-{state.step}'}; continue with --resume_from_checkpoint "
+                                      "latest", signum)
+    finally:
+        stop.restore()
     progress.close()
     train_seconds = time.time() - started
 
@@ -252,6 +275,7 @@ def main(cfg: ClassifierTrainingConfig) -> dict:
         weights = {name: tensor.contiguous() for name, tensor in weights.items()}  # channels_last -> plain layout
         accelerator.unwrap_model(model).save_pretrained(output_dir / "final", state_dict=weights)
         TinyCatsImageProcessor(size=eval_size).save_pretrained(output_dir / "final")
+        fix_file_modes(output_dir / "final")
         report = {**metrics, "steps": state.step, "epochs": state.epoch, "micro_batch_chunks": state.chunks,
                   "train_seconds_this_run": round(train_seconds, 1),
                   "num_train_images": len(train_set), "config": dataclasses.asdict(cfg)}
@@ -262,4 +286,4 @@ def main(cfg: ClassifierTrainingConfig) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_config(ClassifierTrainingConfig))
+    sys.exit(run_script(main, ClassifierTrainingConfig))

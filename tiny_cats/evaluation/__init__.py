@@ -7,17 +7,36 @@
   accuracy, expected calibration error.
 """
 
-from .classifier_metrics import compute_classifier_metrics, expected_calibration_error, plot_confusion_matrix
-from .generative_metrics import (
-    PrecomputedFeatures,
-    classifier_based_score,
-    compute_fid_kid,
-    frechet_distance,
-    load_reference_stats,
-    precision_recall,
-    save_reference_stats,
-)
-from .inception import InceptionFeatureExtractor, extract_features, find_inception_file, load_inception
+import importlib
+
+# name -> submodule, imported on first use (PEP 562): importing tiny_cats.evaluation (for example
+# for the CLI's parser) must not load torch or torchmetrics.
+_EXPORTS = {
+    "compute_classifier_metrics": ".classifier_metrics",
+    "expected_calibration_error": ".classifier_metrics",
+    "plot_confusion_matrix": ".classifier_metrics",
+    "PrecomputedFeatures": ".generative_metrics",
+    "classifier_based_score": ".generative_metrics",
+    "compute_fid_kid": ".generative_metrics",
+    "frechet_distance": ".generative_metrics",
+    "load_reference_stats": ".generative_metrics",
+    "precision_recall": ".generative_metrics",
+    "save_reference_stats": ".generative_metrics",
+    "InceptionFeatureExtractor": ".inception",
+    "extract_features": ".inception",
+    "find_inception_file": ".inception",
+    "load_inception": ".inception",
+}
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "InceptionFeatureExtractor",

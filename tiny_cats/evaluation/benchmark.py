@@ -33,9 +33,8 @@ from .. import layout
 from ..defaults import DEFAULT_CLASSIFIER, DEFAULT_GENERATOR
 from .common import load_classifier_model, load_pipeline, utc_now
 from .schemas import BENCHMARK_SCHEMA, SCHEMA_VERSION, write_json
+from .settings import CLASSIFIER_BATCH_SIZES, GENERATOR_STEPS  # defaults shared with the CLI
 
-CLASSIFIER_BATCH_SIZES = (1, 8)
-GENERATOR_STEPS = (8, 25, 50)
 GENERATOR_BREED = "Abyssinian"
 MB = 1024 * 1024
 

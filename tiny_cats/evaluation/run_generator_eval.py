@@ -53,9 +53,8 @@ from .generative_metrics import (
 )
 from .inception import INCEPTION_INPUT_SIZE, InceptionFeatureExtractor, extract_features
 from .schemas import GENERATOR_SCHEMA, SCHEMA_VERSION, write_json
+from .settings import DEFAULT_CACHE_DIR, DEFAULT_SAMPLES_PER_BREED  # defaults shared with the CLI
 
-DEFAULT_SAMPLES_PER_BREED = 25
-DEFAULT_CACHE_DIR = f"{layout.EVALUATION_DIR}/cache"
 REAL_RESIZE = "squash to square, PIL bicubic (as in generator training)"
 PR_K = 3
 OVERALL_GRID_COLUMNS = 8

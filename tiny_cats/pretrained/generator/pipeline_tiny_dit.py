@@ -67,9 +67,16 @@ class TinyDiTPipeline(DiffusionPipeline):
     ):
         """Generate ``num_images_per_breed`` images for each breed given.
 
-        ``guidance_scale`` <= 1 turns classifier-free guidance off (one forward per step).
+        ``guidance_scale`` <= 1 turns classifier-free guidance off (one forward per step); NaN,
+        infinite and negative values are refused with a ``ValueError``.
         ``output_type``: ``"pil"`` (list of PIL images), ``"np"`` (N, H, W, 3) in [0, 1], ``"pt"`` (N, 3, H, W).
         """
+        try:
+            guidance_value = float(guidance_scale)
+        except (TypeError, ValueError):
+            raise ValueError(f"guidance_scale must be a number, got {guidance_scale!r}") from None
+        if isinstance(guidance_scale, (bool, str, bytes)) or not 0 <= guidance_value < float("inf"):  # NaN fails both
+            raise ValueError(f"guidance_scale must be a finite number >= 0 (<= 1 turns guidance off), got {guidance_scale!r}")
         if num_images_per_breed < 1:
             raise ValueError(f"num_images_per_breed must be at least 1, got {num_images_per_breed}")
         if num_inference_steps < 1:

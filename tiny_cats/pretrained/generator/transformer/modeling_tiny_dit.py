@@ -7,6 +7,17 @@ starts at zero so every block starts as the identity), then a modulated linear h
 unpatchify. The class table has one extra row, the "null" label, that classifier-free
 guidance uses for the unconditional prediction.
 
+Three options, chosen by the equal-time ablation in ``training/ablate_generator.py`` (all off
+reproduces the original TinyDiT, so older configs load unchanged):
+- ``long_skip``: U-ViT's long skip connections (Bao et al., 2023): each of the last
+  ``(num_layers - 1) // 2`` blocks first mixes in the output of its mirror block from the first
+  half (concatenate, then a linear layer that starts as "keep x, ignore the skip").
+- ``final_conv``: a 3x3 convolution after unpatchify (U-ViT), so neighbouring patches can agree at
+  their borders; it starts as the identity.
+- ``prediction_type="sample"``: the network predicts the clean image x0 (JiT, Li & He, 2025) and
+  ``forward`` turns it into the velocity ``(x_t - x0) / t`` (t clamped at ``min_sigma``), so
+  training still uses the velocity loss and every sampler sees a velocity model.
+
 Self-contained (torch + diffusers) so that it can travel as Hub remote code.
 """
 
@@ -79,9 +90,14 @@ class TinyDiTTransformer2DModel(ModelMixin, ConfigMixin):
         in_channels / out_channels: image channels in and predicted channels out.
         hidden_size, num_layers, num_attention_heads, mlp_ratio: transformer width, depth, heads, MLP width.
         num_classes: conditioning classes (the 12 cat breeds); id ``num_classes`` is the null label.
+        long_skip, final_conv: U-ViT long skip connections and the final 3x3 convolution (see above).
+        prediction_type: ``"velocity"`` (the network's output is the velocity) or ``"sample"``
+            (it predicts x0, converted to a velocity in ``forward``).
+        min_sigma: the smallest t used in that conversion.
     """
 
     _supports_gradient_checkpointing = False
+    PREDICTION_TYPES = ("velocity", "sample")
 
     @register_to_config
     def __init__(
@@ -95,8 +111,14 @@ class TinyDiTTransformer2DModel(ModelMixin, ConfigMixin):
         num_attention_heads: int = 4,
         mlp_ratio: float = 4.0,
         num_classes: int = 12,
+        long_skip: bool = False,
+        final_conv: bool = False,
+        prediction_type: str = "velocity",
+        min_sigma: float = 0.05,
     ):
         super().__init__()
+        if prediction_type not in self.PREDICTION_TYPES:
+            raise ValueError(f"prediction_type must be one of {self.PREDICTION_TYPES}, got {prediction_type!r}")
         if not 8 <= sample_size <= 512 or sample_size % patch_size:
             raise ValueError(f"sample_size {sample_size} must be in 8..512 and divisible by patch_size {patch_size}")
         if hidden_size % num_attention_heads:
@@ -108,6 +130,9 @@ class TinyDiTTransformer2DModel(ModelMixin, ConfigMixin):
         self.norm_out = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.adaln_out = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 2 * hidden_size))
         self.proj_out = nn.Linear(hidden_size, patch_size * patch_size * out_channels)
+        num_skips = (num_layers - 1) // 2 if long_skip else 0
+        self.skip_linears = nn.ModuleList(nn.Linear(2 * hidden_size, hidden_size) for _ in range(num_skips))
+        self.conv_out = nn.Conv2d(out_channels, out_channels, 3, padding=1) if final_conv else None
         self.initialize_weights()
 
     @property
@@ -132,6 +157,15 @@ class TinyDiTTransformer2DModel(ModelMixin, ConfigMixin):
         for layer in (self.adaln_out[-1], self.proj_out):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
+        width = self.config.hidden_size
+        for layer in self.skip_linears:  # starts as "keep x, ignore the skip"
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+            with torch.no_grad():
+                layer.weight[:, :width].copy_(torch.eye(width))
+        if self.conv_out is not None:
+            nn.init.dirac_(self.conv_out.weight)
+            nn.init.zeros_(self.conv_out.bias)
 
     def forward(
         self,
@@ -151,12 +185,23 @@ class TinyDiTTransformer2DModel(ModelMixin, ConfigMixin):
         x = x + sincos_position_embedding(self.config.hidden_size, grid).to(x.device, x.dtype)
         t_freq = get_timestep_embedding(timestep, self.config.hidden_size, flip_sin_to_cos=True, downscale_freq_shift=0)
         cond = self.time_embed(t_freq.to(x.dtype)) + self.class_embed(class_labels.to(sample.device).long())
-        for block in self.blocks:
+        num_skips, skips = len(self.skip_linears), []
+        first_out_block = len(self.blocks) - num_skips
+        for i, block in enumerate(self.blocks):
+            if i >= first_out_block:
+                x = self.skip_linears[i - first_out_block](torch.cat([x, skips.pop()], dim=-1))
             x = block(x, cond)
+            if i < num_skips:
+                skips.append(x)
         shift, scale = self.adaln_out(cond).chunk(2, dim=1)
         x = self.proj_out(modulate(self.norm_out(x), shift, scale))
         channels = self.config.out_channels
         x = x.view(batch, grid, grid, p, p, channels).permute(0, 5, 1, 3, 2, 4).reshape(batch, channels, height, width)
+        if self.conv_out is not None:
+            x = self.conv_out(x)
+        if self.config.prediction_type == "sample":  # x0 -> velocity, so samplers and the loss see a velocity
+            t = (timestep / 1000.0).clamp(min=self.config.min_sigma).view(-1, 1, 1, 1).to(x.dtype)
+            x = (sample - x) / t
         if not return_dict:
             return (x,)
         return Transformer2DModelOutput(sample=x)
