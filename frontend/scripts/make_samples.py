@@ -1,0 +1,38 @@
+"""Make the bundled sample images of the Classify page with the project's own generator (no photos).
+
+    .venv/bin/python frontend/scripts/make_samples.py
+
+Writes frontend/public/samples/<breed>.png (64x64, TinyDiTPipeline, 25 steps, guidance 4, fixed seeds)
+and frontend/public/samples/samples.json listing them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from tiny_cats.defaults import DEFAULT_GENERATOR, resolve_model
+from tiny_cats.pipeline_tiny_dit import TinyDiTPipeline
+
+OUT = Path(__file__).resolve().parents[1] / "public" / "samples"
+BREEDS = {"Siamese": 1, "Bombay": 2, "Persian": 3, "Abyssinian": 4}
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    pipe = TinyDiTPipeline.from_pretrained(resolve_model(None, DEFAULT_GENERATOR))
+    pipe.set_progress_bar_config(disable=True)
+    listing = []
+    for breed, seed in BREEDS.items():
+        (image,) = pipe(breed, num_inference_steps=25, guidance_scale=4.0, generator=torch.manual_seed(seed)).images
+        name = f"{breed.lower()}.png"
+        image.save(OUT / name, optimize=True)
+        listing.append({"file": name, "breed": breed, "made_by": f"TinyDiTPipeline, 25 steps, guidance 4.0, torch seed {seed}"})
+    (OUT / "samples.json").write_text(json.dumps(listing, indent=2) + "\n")
+    print(f"wrote {len(listing)} samples to {OUT}")
+
+
+if __name__ == "__main__":
+    main()
