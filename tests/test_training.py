@@ -211,3 +211,25 @@ def test_sigterm_checkpoints_then_resume_continues(pet_folder, tmp_path, monkeyp
     assert json.loads((out / "final" / "training_results.json").read_text())["steps"] == 3
     modes = {p.stat().st_mode & 0o777 for p in out.rglob("*.safetensors")}
     assert modes == {normal_file_mode()}
+
+
+def test_dit_sigterm_checkpoints_then_resume_continues(pet_folder, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from tiny_cats.training_utils import TrainingStopped, normal_file_mode
+
+    out = tmp_path / "dit"
+    args = ["--data", str(pet_folder), "--output_dir", str(out), "--checkpointing_steps", "100", *TINY_DIT]
+    real_hang = train_dit.hang_for_tests
+    monkeypatch.setattr(train_dit, "hang_for_tests",
+                        lambda where, step, o: os.kill(os.getpid(), signal.SIGTERM) if step == 2 else None)
+    with pytest.raises(TrainingStopped, match="stopped by SIGTERM at step 2"):
+        train_dit.main(parse_config(train_dit.DiTTrainingConfig, args + ["--max_train_steps", "5"]))
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert [p.name for p in list_checkpoints(out)] == ["checkpoint-2"]
+    monkeypatch.setattr(train_dit, "hang_for_tests", real_hang)
+    report = train_dit.main(parse_config(train_dit.DiTTrainingConfig,
+                                         args + ["--max_train_steps", "3", "--resume_from_checkpoint", "latest"]))
+    assert report["steps"] == 3
+    assert {p.stat().st_mode & 0o777 for p in (out / "final").rglob("*.safetensors")} == {normal_file_mode()}

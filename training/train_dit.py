@@ -39,11 +39,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+import tiny_cats  # noqa: F401  (first: its log filter hides optimum's import notice)
 import kornia.augmentation as K
 import torch
 import torch.nn.functional as F
@@ -62,14 +65,17 @@ from tiny_cats.pipeline_tiny_dit import TinyDiTPipeline, images_to_grid
 from tiny_cats.training_utils import (
     OptimizerStep,
     StepTrace,
+    StopRequest,
+    TrainingStopped,
     TrainState,
     any_process,
     collate,
+    fix_file_modes,
     hang_for_tests,
     make_accelerator,
     make_train_loader,
-    parse_config,
     resume_state,
+    run_script,
     save_checkpoint,
     stream_steps_per_epoch,
     tensor_digest,
@@ -310,30 +316,43 @@ def main(cfg: DiTTrainingConfig) -> dict:
     started, losses = time.time(), []
     windows = training_windows(accelerator, lambda step: by_side[side_at(stages, step)], state, accumulation,
                                steps_per_epoch if cfg.streaming_shards else None)
-    while state.step < cfg.max_train_steps:
-        window = next(windows)
-        loss = accelerator.reduce(run_step(window, state.step), "mean").item()
-        state.step, state.epoch_step, state.chunks = state.step + 1, state.epoch_step + 1, run_step.chunks
-        if not optimizer.step_was_skipped:  # fp16 overflow: no update, so no EMA step either
-            ema.step(accelerator.unwrap_model(model).parameters())
-        losses.append(loss)
-        progress.update(1)
-        progress.set_postfix(loss=f"{loss:.4f}")
-        lr = scheduler.get_last_lr()[0]
-        side = side_at(stages, state.step - 1)
-        accelerator.log({"train/loss": loss, "train/lr": lr, "train/side": side}, step=state.step)
-        trace.step(state.step, loss, lr, window)
-        spent = time.time() - started > 60 * cfg.max_train_minutes
-        out_of_time = bool(cfg.max_train_minutes) and any_process(accelerator, spent)  # all stop together
-        if state.step % cfg.checkpointing_steps == 0 or state.step == cfg.max_train_steps or out_of_time:
-            if out_of_time and state.step < cfg.max_train_steps:
-                logger.info("time budget of %.1f min spent at step %d; saving", cfg.max_train_minutes, state.step)
-            save_checkpoint(accelerator, output_dir, state.step, cfg, cfg.checkpoints_total_limit, state)
-        if cfg.sample_every_steps and state.step % cfg.sample_every_steps == 0:
-            sample_ema(accelerator, model, ema, output_dir / "samples" / f"step-{state.step:06d}.png", cfg)
-        hang_for_tests("step", state.step, output_dir)
-        if out_of_time:
-            break
+    stop = StopRequest()  # SIGTERM / Ctrl-C: finish the step, checkpoint, exit (resume continues exactly)
+    try:
+        while state.step < cfg.max_train_steps:
+            window = next(windows)
+            loss = accelerator.reduce(run_step(window, state.step), "mean").item()
+            state.step, state.epoch_step, state.chunks = state.step + 1, state.epoch_step + 1, run_step.chunks
+            if not optimizer.step_was_skipped:  # fp16 overflow: no update, so no EMA step either
+                ema.step(accelerator.unwrap_model(model).parameters())
+            losses.append(loss)
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss:.4f}")
+            lr = scheduler.get_last_lr()[0]
+            side = side_at(stages, state.step - 1)
+            accelerator.log({"train/loss": loss, "train/lr": lr, "train/side": side}, step=state.step)
+            trace.step(state.step, loss, lr, window)
+            spent = time.time() - started > 60 * cfg.max_train_minutes
+            out_of_time = bool(cfg.max_train_minutes) and any_process(accelerator, spent)  # all stop together
+            if state.step % cfg.checkpointing_steps == 0 or state.step == cfg.max_train_steps or out_of_time:
+                if out_of_time and state.step < cfg.max_train_steps:
+                    logger.info("time budget of %.1f min spent at step %d; saving", cfg.max_train_minutes, state.step)
+                save_checkpoint(accelerator, output_dir, state.step, cfg, cfg.checkpoints_total_limit, state)
+            if cfg.sample_every_steps and state.step % cfg.sample_every_steps == 0:
+                sample_ema(accelerator, model, ema, output_dir / "samples" / f"step-{state.step:06d}.png", cfg)
+            hang_for_tests("step", state.step, output_dir)
+            if out_of_time:
+                break
+            if state.step < cfg.max_train_steps and stop.requested(accelerator):
+                if state.step % cfg.checkpointing_steps:
+                    save_checkpoint(accelerator, output_dir, state.step, cfg, cfg.checkpoints_total_limit, state)
+                progress.close()
+                accelerator.end_training()
+                signum = stop.signum or signal.SIGTERM
+                raise TrainingStopped(f"stopped by {signal.Signals(signum).name} at step {state.step}; wrote "
+                                      f"{output_dir / f'checkpoint-{state.step}'}; continue with --resume_from_checkpoint "
+                                      "latest", signum)
+    finally:
+        stop.restore()
     progress.close()
     return finish(accelerator, model, ema, cfg, state, losses, time.time() - started, len(train_set), trace)
 
@@ -352,10 +371,11 @@ def finish(accelerator, model, ema: EMAModel, cfg: DiTTrainingConfig, state: Tra
     if accelerator.is_main_process:
         final_model = model_from_state(accelerator.unwrap_model(model).config, ema_state)
         build_pipeline(final_model).save_pretrained(output_dir / "final")
+        fix_file_modes(output_dir / "final")
         (output_dir / "final" / "training_results.json").write_text(json.dumps(report, indent=2))
     accelerator.end_training()
     return report
 
 
 if __name__ == "__main__":
-    main(parse_config(DiTTrainingConfig))
+    sys.exit(run_script(main, DiTTrainingConfig))
