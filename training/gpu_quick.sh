@@ -2,7 +2,7 @@
 # TinyDiT's quick GPU run in one command:   bash training/gpu_quick.sh [MINUTES]      (default 8)
 #
 # 1. Packs every cat photo of $DATA (default ../shared/data/oxford-iiit-pet) at 32 and 64 px into
-#    outputs/packed/*.npz (6.6 + 26.5 MB, git-ignored, never committed) unless they are there: a
+#    outputs/packed/*.npz (6.2 + 24.8 MB, git-ignored, never committed) unless they are there: a
 #    GPU machine without the photos gets these two files carried instead (under 40 MB).
 # 2. Trains training/configs/dit_gpu_quick.yaml in bf16 on one GPU for MINUTES of wall-clock,
 #    writing checkpoints and sample grids to outputs/dit_gpu_quick/ as it goes and the EMA
@@ -20,9 +20,9 @@ DATA="${DATA:-../shared/data/oxford-iiit-pet}"
   exit 1
 }
 for side in 32 64; do
-  if [ ! -f "outputs/packed/cats_train+test_${side}px.npz" ]; then
-    [ -d "$DATA" ] || { echo "gpu_quick.sh: no outputs/packed/cats_train+test_${side}px.npz and no photos at $DATA" >&2; exit 1; }
-    "$PY" -c "from tiny_cats.data import packed_cats_file as p; print('packed', p('$DATA', $side))"
+  if [ ! -f "outputs/packed/cats_train+test-holdout10_${side}px.npz" ]; then
+    [ -d "$DATA" ] || { echo "gpu_quick.sh: no outputs/packed/cats_train+test-holdout10_${side}px.npz and no photos at $DATA" >&2; exit 1; }
+    "$PY" -c "from tiny_cats.data import packed_cats_file as p; print('packed', p('$DATA', $side, holdout_per_breed=10))"
   fi
 done
 if [ -n "${GPU_QUICK_CPU_CHECK:-}" ]; then
