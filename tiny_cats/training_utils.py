@@ -610,6 +610,19 @@ class StopRequest:
         self._previous = {}
 
 
+def stop_with_checkpoint(stop: "StopRequest", accelerator, output_dir: Path, state: "TrainState", cfg: Any,
+                         progress) -> None:
+    """A stop was requested: checkpoint at this step (unless just written), end the run, raise :class:`TrainingStopped`."""
+    if state.step % cfg.checkpointing_steps:
+        save_checkpoint(accelerator, output_dir, state.step, cfg, cfg.checkpoints_total_limit, state)
+    progress.close()
+    accelerator.end_training()
+    signum = stop.signum or signal.SIGTERM
+    raise TrainingStopped(f"stopped by {signal.Signals(signum).name} at step {state.step}; wrote "
+                          f"{Path(output_dir) / f'checkpoint-{state.step}'}; continue with --resume_from_checkpoint "
+                          "latest", signum)
+
+
 def run_script(main: Callable[[Any], Any], cls: Type[T], argv: Optional[List[str]] = None) -> int:
     """A training script's entry point: parse the config, run ``main``, end in one line on a user error.
 

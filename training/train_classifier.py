@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -48,7 +47,6 @@ from tiny_cats.training_utils import (
     OptimizerStep,
     StepTrace,
     StopRequest,
-    TrainingStopped,
     collate,
     hang_for_tests,
     make_accelerator,
@@ -57,6 +55,7 @@ from tiny_cats.training_utils import (
     fix_file_modes,
     resume_state,
     run_script,
+    stop_with_checkpoint,
     save_checkpoint,
     stream_steps_per_epoch,
     training_windows,
@@ -252,14 +251,7 @@ def main(cfg: ClassifierTrainingConfig) -> dict:
                 save_checkpoint(accelerator, output_dir, state.step, cfg, cfg.checkpoints_total_limit, state)
             hang_for_tests("step", state.step, output_dir)
             if state.step < cfg.max_train_steps and stop.requested(accelerator):
-                if state.step % cfg.checkpointing_steps:
-                    save_checkpoint(accelerator, output_dir, state.step, cfg, cfg.checkpoints_total_limit, state)
-                progress.close()
-                accelerator.end_training()
-                signum = stop.signum or signal.SIGTERM
-                raise TrainingStopped(f"stopped by {signal.Signals(signum).name} at step {state.step}; wrote "
-                                      f"{output_dir / f'checkpoint-{state.step}'}; continue with --resume_from_checkpoint "
-                                      "latest", signum)
+                stop_with_checkpoint(stop, accelerator, output_dir, state, cfg, progress)
     finally:
         stop.restore()
     progress.close()

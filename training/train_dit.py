@@ -39,7 +39,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -66,7 +65,6 @@ from tiny_cats.training_utils import (
     OptimizerStep,
     StepTrace,
     StopRequest,
-    TrainingStopped,
     TrainState,
     any_process,
     collate,
@@ -76,6 +74,7 @@ from tiny_cats.training_utils import (
     make_train_loader,
     resume_state,
     run_script,
+    stop_with_checkpoint,
     save_checkpoint,
     stream_steps_per_epoch,
     tensor_digest,
@@ -343,14 +342,7 @@ def main(cfg: DiTTrainingConfig) -> dict:
             if out_of_time:
                 break
             if state.step < cfg.max_train_steps and stop.requested(accelerator):
-                if state.step % cfg.checkpointing_steps:
-                    save_checkpoint(accelerator, output_dir, state.step, cfg, cfg.checkpoints_total_limit, state)
-                progress.close()
-                accelerator.end_training()
-                signum = stop.signum or signal.SIGTERM
-                raise TrainingStopped(f"stopped by {signal.Signals(signum).name} at step {state.step}; wrote "
-                                      f"{output_dir / f'checkpoint-{state.step}'}; continue with --resume_from_checkpoint "
-                                      "latest", signum)
+                stop_with_checkpoint(stop, accelerator, output_dir, state, cfg, progress)
     finally:
         stop.restore()
     progress.close()
