@@ -617,22 +617,3 @@ def cmd_export(args) -> int:
     print(f"exported to {Path(args.output) / 'onnx'}")
     _print_summary(manifest, ("classifier", "generator"))
     return 0
-
-
-def register(subparsers) -> None:
-    """Add ``tiny-cats export`` to the CLI."""
-    export = subparsers.add_parser(
-        "export",
-        help="export both models to ONNX (fp32 + int8) with a manifest",
-        description="Write onnx/model*.onnx, onnx/transformer*.onnx and onnx/manifest.json under --output.",
-    )
-    export.add_argument("--classifier", help="classifier folder (default: the bundled classifier)")
-    export.add_argument("--generator", help="generator pipeline folder (default: the bundled generator)")
-    export.add_argument("--output", default=".", help="model package root; files go to OUTPUT/onnx/ (default: .)")
-    export.add_argument("--no-quantize", action="store_true", help="skip the int8 files")
-    export.add_argument(
-        "--calibration-data",
-        help="Oxford-IIIT Pet folder or Hub id whose training photos calibrate the int8 classifier "
-        "(default: $TINY_CATS_DATA or the shared copy)",
-    )
-    export.set_defaults(func=cmd_export)
