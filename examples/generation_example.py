@@ -8,7 +8,7 @@ import argparse
 import torch
 
 from tiny_cats.defaults import DEFAULT_GENERATOR
-from tiny_cats.pipeline_tiny_dit import TinyDiTPipeline, images_to_grid
+from tiny_cats.generator.pipeline_tiny_dit import TinyDiTPipeline, images_to_grid
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--model", default=str(DEFAULT_GENERATOR))

@@ -14,7 +14,7 @@ from PIL import Image
 
 import tiny_cats  # noqa: F401  (registers the Auto classes)
 from tiny_cats import TinyCatsConfig, TinyCatsForImageClassification, TinyCatsImageProcessor
-from tiny_cats.labels import CAT_BREEDS, OXFORD_BREEDS
+from tiny_cats.classifier.labels import CAT_BREEDS, OXFORD_BREEDS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_PETS = ROOT.parent / "shared" / "data" / "oxford-iiit-pet"
@@ -86,7 +86,7 @@ def classifier_dir(tmp_path_factory) -> Path:
 
 
 def tiny_transformer():
-    from tiny_cats.modeling_tiny_dit import TinyDiTTransformer2DModel
+    from tiny_cats.generator.modeling_tiny_dit import TinyDiTTransformer2DModel
 
     torch.manual_seed(0)
     model = TinyDiTTransformer2DModel(sample_size=16, patch_size=4, hidden_size=32, num_layers=2, num_attention_heads=2)
@@ -99,7 +99,7 @@ def tiny_transformer():
 def tiny_pipeline():
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    from tiny_cats.pipeline_tiny_dit import TinyDiTPipeline
+    from tiny_cats.generator.pipeline_tiny_dit import TinyDiTPipeline
 
     pipe = TinyDiTPipeline(transformer=tiny_transformer(), scheduler=FlowMatchEulerDiscreteScheduler())
     pipe.set_progress_bar_config(disable=True)

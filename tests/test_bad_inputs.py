@@ -183,7 +183,7 @@ def cli_scores(ctx, path):
 
 def guidance_api(value):
     def call(ctx):
-        from tiny_cats.pipeline_tiny_dit import TinyDiTPipeline
+        from tiny_cats.generator.pipeline_tiny_dit import TinyDiTPipeline
 
         return TinyDiTPipeline.from_pretrained(ctx.pipeline_dir)("Bengal", num_inference_steps=1, guidance_scale=value)
     return call

@@ -67,7 +67,8 @@ def test_saved_folder_has_remote_code_files(classifier_dir):
 
     config = json.loads((classifier_dir / "config.json").read_text())
     assert config["auto_map"]["AutoModelForImageClassification"] == "modeling_tiny_cats.TinyCatsForImageClassification"
-    for name in ("modeling_tiny_cats.py", "configuration_tiny_cats.py", "image_processing_tiny_cats.py", "labels.py"):
+    for name in ("modeling_tiny_cats.py", "configuration_tiny_cats.py", "image_processing_tiny_cats.py", "labels.py",
+                 "onnx_config_tiny_cats.py"):
         assert (classifier_dir / name).is_file()
 
 

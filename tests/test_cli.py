@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tiny_cats.classifier.labels import CAT_BREEDS, LABELS
 from tiny_cats.cli import main
 from tiny_cats.defaults import DEFAULT_CLASSIFIER, DEFAULT_GENERATOR
-from tiny_cats.labels import CAT_BREEDS, LABELS
 
 from .conftest import PYTHON, ROOT, breed_image, child_env
 
@@ -204,7 +204,7 @@ def test_import_tiny_cats_registers_with_transformers_lazily(tmp_path):
             "from transformers import CONFIG_MAPPING; print('tiny_cats' in CONFIG_MAPPING)\n")
     done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=child_env(tmp_path), timeout=300)
     assert done.stdout.strip() == "True", done.stderr[-2000:]
-    code = "from tiny_cats.modeling_tiny_cats import TinyCatsForImageClassification\nimport transformers\n" \
+    code = "from tiny_cats.classifier.modeling_tiny_cats import TinyCatsForImageClassification\nimport transformers\n" \
            "from transformers import AutoImageProcessor, CONFIG_MAPPING; print('tiny_cats' in CONFIG_MAPPING)"
     done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=child_env(tmp_path), timeout=300)
     assert done.stdout.strip() == "True", done.stderr[-2000:]

@@ -2,8 +2,8 @@ import time
 
 import pytest
 
+from tiny_cats.classifier.labels import LABELS, OTHER_ID
 from tiny_cats.data import cats_only, load_local_pets, load_pets
-from tiny_cats.labels import LABELS, OTHER_ID
 
 from .conftest import SHARED_PETS, breed_image, make_pet_folder
 

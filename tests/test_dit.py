@@ -7,8 +7,8 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, FlowMatchHeunDiscreteScheduler
 from PIL import Image
 
-from tiny_cats.modeling_tiny_dit import TinyDiTTransformer2DModel
-from tiny_cats.pipeline_tiny_dit import TinyDiTPipeline
+from tiny_cats.generator.modeling_tiny_dit import TinyDiTTransformer2DModel
+from tiny_cats.generator.pipeline_tiny_dit import TinyDiTPipeline
 
 from .conftest import BLOCK_TINY_CATS, PYTHON, child_env, tiny_pipeline
 
@@ -71,6 +71,25 @@ def test_labels_like_dit_pipeline():
     assert pipe.get_label_ids(["british shorthair", "Abyssinian"]) == [4, 0]
 
 
+def test_breeds_resolve_against_the_pipelines_own_id2label():
+    pipe = tiny_pipeline()
+    assert pipe.get_label_ids(["maine coon", "Maine-Coon", "MAINE_COON", " maine  coon ", 6, np.int64(11)]) == [6] * 4 + [6, 11]
+    assert pipe.get_label_ids("Sphynx") == [11]
+    # another class table: names and ids are the pipeline's, not the classifier's 13-label ids
+    two = TinyDiTPipeline(transformer=pipe.transformer, scheduler=pipe.scheduler, id2label={"0": "Sphynx", "1": "Maine_Coon"})
+    assert two.get_label_ids(["maine coon", "sphynx", 1]) == [1, 0, 1]
+    with pytest.raises(ValueError, match=r"^unknown breed 'Bengal'; valid names are: Sphynx, Maine_Coon$"):
+        two.get_label_ids("Bengal")
+    with pytest.raises(ValueError, match=r"^'other' is not a cat breed; choose one of: Sphynx, Maine_Coon$"):
+        two.get_label_ids("OTHER")
+    with pytest.raises(ValueError, match="out of range 0..1"):
+        two.get_label_ids(2)
+    with pytest.raises(ValueError, match="unknown breed 'beagle'; valid names are: Abyssinian, .*, Sphynx$"):
+        pipe.get_label_ids("beagle")
+    with pytest.raises(TypeError, match="not a bool"):
+        pipe.get_label_ids(True)
+
+
 @pytest.mark.parametrize("bad,match", [("other", "not a cat breed"), ("tabby", "unknown breed"), ([], "no breed")])
 def test_bad_breeds(bad, match):
     with pytest.raises(ValueError, match=match):
@@ -123,7 +142,7 @@ def test_plain_diffusion_pipeline_remote_code_without_tiny_cats(pipeline_dir, tm
 
 def test_design_options_start_as_the_plain_model_and_old_configs_load():
     """Skips start as "ignore the skip", the final conv as the identity: a fresh model predicts zero either way."""
-    from tiny_cats.modeling_tiny_dit import TinyDiTTransformer2DModel
+    from tiny_cats.generator.modeling_tiny_dit import TinyDiTTransformer2DModel
 
     kwargs = dict(sample_size=16, patch_size=4, hidden_size=32, num_layers=5, num_attention_heads=2)
     torch.manual_seed(0)
@@ -141,7 +160,7 @@ def test_design_options_start_as_the_plain_model_and_old_configs_load():
 
 def test_x_prediction_returns_the_velocity_of_its_x0():
     """prediction_type='sample': forward gives (x_t - x0_hat) / t, so a sampler sees a velocity model."""
-    from tiny_cats.modeling_tiny_dit import TinyDiTTransformer2DModel
+    from tiny_cats.generator.modeling_tiny_dit import TinyDiTTransformer2DModel
 
     torch.manual_seed(0)
     model = TinyDiTTransformer2DModel(sample_size=16, patch_size=4, hidden_size=32, num_layers=2,

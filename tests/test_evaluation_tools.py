@@ -30,7 +30,7 @@ from tiny_cats.evaluation.schemas import (
     validate,
     write_json,
 )
-from tiny_cats.labels import CAT_BREEDS, LABELS, OTHER_ID
+from tiny_cats.classifier.labels import CAT_BREEDS, LABELS, OTHER_ID
 
 from .conftest import make_pet_folder, tiny_classifier
 

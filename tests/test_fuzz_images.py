@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from tiny_cats.classifier.image_processing_tiny_cats import TinyCatsImageProcessor
 from tiny_cats.image_io import MAX_IMAGE_PIXELS, ImageInputError, load_image
-from tiny_cats.image_processing_tiny_cats import TinyCatsImageProcessor
 
 EXAMPLES = 60  # per property; 4 properties -> 240 cases
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,

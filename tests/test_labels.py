@@ -1,6 +1,6 @@
 import pytest
 
-from tiny_cats.labels import (
+from tiny_cats.classifier.labels import (
     CAT_BREEDS,
     DOG_BREEDS,
     LABELS,

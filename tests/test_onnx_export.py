@@ -26,9 +26,9 @@ import torch
 
 import tiny_cats.onnx_export as onnx_export
 from tiny_cats import TinyCatsConfig, TinyCatsForImageClassification, TinyCatsImageProcessor
+from tiny_cats.classifier.labels import LABELS
 from tiny_cats.cli import main
 from tiny_cats.convert_efficientnet_lite0 import load_imagenet_backbone
-from tiny_cats.labels import LABELS
 from tiny_cats.layout import CLASSIFIER_ONNX, CLASSIFIER_ONNX_INT8, GENERATOR_ONNX, GENERATOR_ONNX_INT8, ONNX_MANIFEST
 from tiny_cats.onnx_export import (
     CLASSIFIER_LOGITS_ATOL,
@@ -39,8 +39,8 @@ from tiny_cats.onnx_export import (
     verify_classifier_parity,
     verify_generator_parity,
 )
+from tiny_cats.generator.pipeline_tiny_dit import TinyDiTPipeline
 from tiny_cats.onnx_runtime import OnnxTinyDiTTransformer, load_onnx_classifier, load_onnx_generator, onnx_image_classifier
-from tiny_cats.pipeline_tiny_dit import TinyDiTPipeline
 
 from .conftest import breed_image, child_env
 

@@ -18,10 +18,10 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 from PIL import Image
 
 from tiny_cats import layout
+from tiny_cats.classifier.labels import CAT_BREEDS, LABELS
 from tiny_cats.cli import build_parser, main
 from tiny_cats.evaluation.schemas import CLASSIFIER_SCHEMA, GENERATOR_SCHEMA, validate
 from tiny_cats.hub_package import build_package, package_files
-from tiny_cats.labels import CAT_BREEDS, LABELS
 from tiny_cats.model_card import DATASET_ID, NOT_MEASURED, extract_snippets
 from tiny_cats.publish import PublishError, publish, with_retries
 
@@ -188,7 +188,8 @@ def test_missing_results_render_not_measured(classifier_dir, pipeline_dir, tmp_p
 
 def test_a_file_differing_between_the_models_is_refused(models, tmp_path):
     generator = shutil.copytree(models[1], tmp_path / "generator")
-    (generator / "labels.py").write_text((generator / "labels.py").read_text() + "\n# changed\n")
+    # e.g. a generator folder saved by an older tiny-cats, whose pipeline still carried labels.py
+    (generator / "labels.py").write_text((models[0] / "labels.py").read_text() + "\n# changed\n")
     with pytest.raises(ValueError, match=r"labels\.py differs between the classifier .* and the generator"):
         build_package(models[0], generator, tmp_path / "pkg")
     assert not (tmp_path / "pkg").exists() and not list(tmp_path.glob(".pkg*"))  # no half-built folder left

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tiny_cats import TinyCatsForImageClassification
-from tiny_cats.pipeline_tiny_dit import TinyDiTPipeline
+from tiny_cats.generator.pipeline_tiny_dit import TinyDiTPipeline
 from tiny_cats.training_utils import list_checkpoints, parse_config
 
 from .conftest import PYTHON, ROOT, child_env

@@ -19,12 +19,14 @@ __version__ = "0.1.0"
 
 # name -> submodule that defines it, loaded on first attribute access (PEP 562).
 _EXPORTS = {
-    "CAT_BREEDS": ".labels",
-    "LABELS": ".labels",
-    "label_to_id": ".labels",
-    "TinyCatsConfig": ".configuration_tiny_cats",
-    "TinyCatsForImageClassification": ".modeling_tiny_cats",
-    "TinyCatsImageProcessor": ".image_processing_tiny_cats",
+    "CAT_BREEDS": ".classifier.labels",
+    "LABELS": ".classifier.labels",
+    "label_to_id": ".classifier.labels",
+    "TinyCatsConfig": ".classifier.configuration_tiny_cats",
+    "TinyCatsForImageClassification": ".classifier.modeling_tiny_cats",
+    "TinyCatsImageProcessor": ".classifier.image_processing_tiny_cats",
+    "TinyDiTPipeline": ".generator.pipeline_tiny_dit",
+    "TinyDiTTransformer2DModel": ".generator.modeling_tiny_dit",
     "TinyCatsImageClassificationPipeline": ".classification",
     "classify": ".classification",
     "load_classifier_pipeline": ".classification",
@@ -102,9 +104,9 @@ def register_auto_classes() -> None:
     try:
         from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
 
-        from .configuration_tiny_cats import TinyCatsConfig
-        from .image_processing_tiny_cats import TinyCatsImageProcessor
-        from .modeling_tiny_cats import TinyCatsForImageClassification
+        from .classifier.configuration_tiny_cats import TinyCatsConfig
+        from .classifier.image_processing_tiny_cats import TinyCatsImageProcessor
+        from .classifier.modeling_tiny_cats import TinyCatsForImageClassification
 
         AutoConfig.register(TinyCatsConfig.model_type, TinyCatsConfig, exist_ok=True)
         AutoModelForImageClassification.register(TinyCatsConfig, TinyCatsForImageClassification, exist_ok=True)

@@ -23,9 +23,9 @@ from PIL import Image
 from transformers import AutoImageProcessor, ImageClassificationPipeline, pipeline
 
 from . import register_auto_classes
+from .classifier.image_processing_tiny_cats import pil_to_rgb, to_rgb_array
 from .defaults import DEFAULT_CLASSIFIER, resolve_model
 from .image_io import ImageInputError, load_images
-from .image_processing_tiny_cats import pil_to_rgb, to_rgb_array
 
 
 def _prepare(item: Any):

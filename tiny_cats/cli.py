@@ -123,7 +123,7 @@ def guidance_scale(text: str) -> float:
 
 
 def cat_breed(text: str) -> str:
-    from .labels import resolve_breeds
+    from .classifier.labels import resolve_breeds
 
     try:
         resolve_breeds(text, cats_only=True)
@@ -150,7 +150,7 @@ def load_classifier(model: Optional[str]):
 
 
 def load_generator(model: Optional[str]):
-    from .pipeline_tiny_dit import TinyDiTPipeline
+    from .generator.pipeline_tiny_dit import TinyDiTPipeline
 
     return TinyDiTPipeline.from_pretrained(resolve_model(model, DEFAULT_GENERATOR))
 
@@ -171,7 +171,7 @@ def cmd_generate(args) -> int:
     check_output_image(args.output)
     import torch
 
-    from .pipeline_tiny_dit import images_to_grid
+    from .generator.pipeline_tiny_dit import images_to_grid
 
     pipe = load_generator(args.model)
     pipe.set_progress_bar_config(disable=args.quiet)
@@ -186,8 +186,8 @@ def cmd_demo(args) -> int:
     check_output_image(args.output)
     import torch
 
-    from .labels import CAT_BREEDS
-    from .pipeline_tiny_dit import images_to_grid
+    from .classifier.labels import CAT_BREEDS
+    from .generator.pipeline_tiny_dit import images_to_grid
 
     pipe = load_generator(args.generator)
     pipe.set_progress_bar_config(disable=True)

@@ -2,7 +2,7 @@
 
 The pip package (Apache-2.0) carries one ``.pth`` state dict in the naming of the original
 PyTorch port (``_conv_stem``, ``_blocks.N._depthwise_conv``...). This module renames those
-tensors onto :class:`~tiny_cats.modeling_tiny_cats.EfficientNetLite0Backbone`, offline.
+tensors onto :class:`~tiny_cats.classifier.modeling_tiny_cats.EfficientNetLite0Backbone`, offline.
 The 1000-way ImageNet head (``_fc``) is dropped: tiny-cats has its own 13-way head.
 """
 

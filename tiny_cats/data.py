@@ -24,7 +24,7 @@ from typing import Dict, List, Optional
 import datasets
 from PIL import Image
 
-from .labels import LABELS, OTHER_ID, label_to_id, oxford_breed_from_filename
+from .classifier.labels import LABELS, OTHER_ID, label_to_id, oxford_breed_from_filename
 
 logger = logging.getLogger(__name__)
 

@@ -112,7 +112,7 @@ def load_images(sources: Sequence[PathLike], rgb: bool = True) -> List[Image.Ima
             raise ImageInputError(errors[0])
         raise ImageInputError(f"{len(errors)} of {len(sources)} images cannot be used: " + "; ".join(errors))
     if rgb:
-        from .image_processing_tiny_cats import pil_to_rgb
+        from .classifier.image_processing_tiny_cats import pil_to_rgb
 
         images = [pil_to_rgb(image) for image in images]
     return images

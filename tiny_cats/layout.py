@@ -14,9 +14,9 @@ and uploads it as one commit)::
     README.md                      model card, rendered from hub_templates/model_card.md.j2
     config.json  model.safetensors  preprocessor_config.json
     configuration_tiny_cats.py  modeling_tiny_cats.py  image_processing_tiny_cats.py
-    labels.py                      shared by both models (must be identical in both folders)
+    onnx_config_tiny_cats.py  labels.py          the classifier's remote code (tiny_cats/classifier/)
     model_index.json               the diffusers pipeline ...
-    pipeline_tiny_dit.py  modeling_tiny_dit.py
+    pipeline_tiny_dit.py  modeling_tiny_dit.py   its remote code (tiny_cats/generator/)
     transformer/                   config.json, diffusion_pytorch_model.safetensors, modeling_tiny_dit.py
     scheduler/                     scheduler_config.json
     training_results/              classifier.json, generator.json: each model folder's

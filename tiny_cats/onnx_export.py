@@ -7,7 +7,7 @@ outside the graph) and ``onnx/manifest.json``, the one file the browser app and 
 
 Choices, and why:
 - Export runs through Optimum's exporter (``optimum.exporters.onnx.export``) with an ``OnnxConfig``
-  per model: :class:`~tiny_cats.onnx_config_tiny_cats.TinyCatsOnnxConfig` (also registered
+  per model: :class:`~tiny_cats.classifier.onnx_config_tiny_cats.TinyCatsOnnxConfig` (also registered
   with ``TasksManager`` for ``optimum-cli``) and :class:`TinyDiTOnnxConfig`.
 - Classifier int8 = static QDQ quantization (per-channel weights) calibrated on training photos.
   EfficientNet-Lite0 is almost all convolutions, and dynamically quantized convolutions
@@ -137,7 +137,7 @@ def register_onnx_config() -> None:
     Done on first export rather than on import, so that the ``tiny-cats`` CLI, which imports this
     module for its parser, does not pay for importing Optimum.
     """
-    from .onnx_config_tiny_cats import register_onnx_config as register
+    from .classifier.onnx_config_tiny_cats import register_onnx_config as register
 
     if not register():
         raise ImportError("ONNX export needs optimum-onnx: pip install 'tiny-cats[onnx]'")
@@ -145,7 +145,7 @@ def register_onnx_config() -> None:
 
 def export_classifier_onnx(model, path: Path) -> None:
     """The classifier (a ``TinyCatsForImageClassification``) to one fp32 ONNX file."""
-    from .onnx_config_tiny_cats import TinyCatsOnnxConfig
+    from .classifier.onnx_config_tiny_cats import TinyCatsOnnxConfig
 
     register_onnx_config()
     _optimum_export(model, TinyCatsOnnxConfig(model.config, task="image-classification"), path)
@@ -280,7 +280,7 @@ def _as_classifier(model_or_dir):
 
 
 def _as_pipeline(pipeline_or_dir):
-    from .pipeline_tiny_dit import TinyDiTPipeline
+    from .generator.pipeline_tiny_dit import TinyDiTPipeline
 
     if isinstance(pipeline_or_dir, (str, os.PathLike)):
         pipeline_or_dir = TinyDiTPipeline.from_pretrained(pipeline_or_dir)
@@ -339,7 +339,7 @@ def verify_pipeline_parity(
     num_threads: Optional[int] = None,
 ) -> float:
     """Max abs difference of generated images (values in [0, 1]), PyTorch vs ONNX denoiser, same seed."""
-    from .pipeline_tiny_dit import TinyDiTPipeline
+    from .generator.pipeline_tiny_dit import TinyDiTPipeline
 
     pipe = _as_pipeline(pipeline_or_dir)
     denoiser = OnnxTinyDiTTransformer(_session(onnx_path, num_threads), dict(pipe.transformer.config))

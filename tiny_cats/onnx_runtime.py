@@ -3,7 +3,7 @@
 - :func:`load_onnx_classifier` / :func:`onnx_image_classifier`: the classifier as Optimum's
   ``ORTModelForImageClassification``, alone or inside ``transformers.pipeline``.
 - :class:`OnnxTinyDiTTransformer`: the exported denoiser behind the interface
-  :class:`~tiny_cats.pipeline_tiny_dit.TinyDiTPipeline` uses, so the unchanged pipeline
+  :class:`~tiny_cats.generator.pipeline_tiny_dit.TinyDiTPipeline` uses, so the unchanged pipeline
   (guidance, scheduler, seeding) samples with ONNX Runtime.
 - :func:`load_onnx_generator`: that pipeline built from ``onnx/manifest.json`` alone, the way
   the browser app builds its own.
@@ -155,7 +155,7 @@ def scheduler_from_manifest(generator: dict):
 
 def load_onnx_generator(package_dir: PathLike, quantized: bool = False, num_threads: Optional[int] = None):
     """A :class:`TinyDiTPipeline` whose denoiser runs in ONNX Runtime, built from the manifest only."""
-    from .pipeline_tiny_dit import TinyDiTPipeline
+    from .generator.pipeline_tiny_dit import TinyDiTPipeline
 
     generator = read_manifest(package_dir)["generator"]
     relative = GENERATOR_ONNX_INT8 if quantized else GENERATOR_ONNX

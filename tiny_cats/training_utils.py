@@ -26,7 +26,7 @@ import torch
 import yaml
 from PIL import Image
 
-from .image_processing_tiny_cats import pil_to_rgb
+from .classifier.image_processing_tiny_cats import pil_to_rgb
 
 T = TypeVar("T")
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")

@@ -34,9 +34,9 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "training"))
 
+from tiny_cats.classifier.labels import CAT_BREEDS  # noqa: E402
 from tiny_cats.data import pack_cats  # noqa: E402
-from tiny_cats.labels import CAT_BREEDS  # noqa: E402
-from tiny_cats.modeling_tiny_dit import TinyDiTTransformer2DModel  # noqa: E402
+from tiny_cats.generator.modeling_tiny_dit import TinyDiTTransformer2DModel  # noqa: E402
 
 SIDE = 32
 BATCH = 64
@@ -269,7 +269,7 @@ def cmd_run(args, images, labels):
         for w in which:
             generated = sample(trainer.weights(w), trainer.unet)
             result["scores"][w] = score(generated, reference, classifier)
-            from tiny_cats.pipeline_tiny_dit import images_to_grid
+            from tiny_cats.generator.pipeline_tiny_dit import images_to_grid
             from PIL import Image
 
             picks = generated.view(12, SAMPLES_PER_BREED, 3, SIDE, SIDE)[:, :4].reshape(-1, 3, SIDE, SIDE)

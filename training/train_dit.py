@@ -57,10 +57,10 @@ from transformers import get_scheduler
 
 from datasets import concatenate_datasets
 
+from tiny_cats.classifier.labels import CAT_BREEDS
 from tiny_cats.data import PackedCats, cats_only, generator_holdout, load_pets, packed_cats_file
-from tiny_cats.labels import CAT_BREEDS
-from tiny_cats.modeling_tiny_dit import TinyDiTTransformer2DModel
-from tiny_cats.pipeline_tiny_dit import TinyDiTPipeline, images_to_grid
+from tiny_cats.generator.modeling_tiny_dit import TinyDiTTransformer2DModel
+from tiny_cats.generator.pipeline_tiny_dit import TinyDiTPipeline, images_to_grid
 from tiny_cats.training_utils import (
     OptimizerStep,
     StepTrace,

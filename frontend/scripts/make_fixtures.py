@@ -7,7 +7,7 @@ Run from the repository root with the project's venv:
 Writes frontend/tests/fixtures/{scheduler,preprocessing,labels}.json. Everything comes from the
 Python code the browser app mirrors: diffusers' FlowMatchEulerDiscreteScheduler, TinyDiTPipeline
 (guidance and the denoising loop, with a tiny made-up denoiser and fixed noise), the bundled
-classifier's TinyCatsImageProcessor and tiny_cats.labels.
+classifier's TinyCatsImageProcessor and tiny_cats.classifier.labels.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ SCHEDULE_CASES = [
 
 
 def base_scheduler_config():
-    from tiny_cats.pipeline_tiny_dit import TinyDiTPipeline
     from tiny_cats.defaults import DEFAULT_GENERATOR, resolve_model
+    from tiny_cats.generator.pipeline_tiny_dit import TinyDiTPipeline
 
     pipe = TinyDiTPipeline.from_pretrained(resolve_model(None, DEFAULT_GENERATOR))
     return {k: v for k, v in pipe.scheduler.config.items() if not k.startswith("_")}
@@ -73,7 +73,7 @@ class FakeDenoiser:
 
 def pipeline_case(config, steps, guidance, class_ids):
     import diffusers
-    import tiny_cats.pipeline_tiny_dit as ptd
+    import tiny_cats.generator.pipeline_tiny_dit as ptd
 
     size, channels, num_classes = 3, 3, 4
     coefs = [0.5, -1.0, 2.0, 0.25, -0.75]  # one per class plus the null label (id 4)
@@ -191,8 +191,8 @@ def preprocessing_fixture():
 
 
 def labels_fixture():
-    from tiny_cats import labels
-    from tiny_cats.pipeline_tiny_dit import TinyDiTPipeline
+    from tiny_cats.classifier import labels
+    from tiny_cats.generator.pipeline_tiny_dit import TinyDiTPipeline
 
     spellings = ["maine coon", "Maine-Coon", "MAINE_COON", " british shorthair ", "russian-blue", "OTHER", "Sphynx"]
     pipe_ids = {}

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from tiny_cats.defaults import DEFAULT_GENERATOR, resolve_model
-from tiny_cats.pipeline_tiny_dit import TinyDiTPipeline
+from tiny_cats.generator.pipeline_tiny_dit import TinyDiTPipeline
 
 OUT = Path(__file__).resolve().parents[1] / "public" / "samples"
 BREEDS = {"Siamese": 1, "Bombay": 2, "Persian": 3, "Abyssinian": 4}

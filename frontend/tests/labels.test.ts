@@ -4,7 +4,7 @@ import { displayLabel, labelId, softmax, topK } from '../src/lib/labels';
 import { choosePrecision, resolveModelBase, validateManifest, type FileInfo } from '../src/lib/manifest';
 import { pixelLimitMessage, precheckFile } from '../src/lib/imageFile';
 
-describe('label mapping (tiny_cats.labels)', () => {
+describe('label mapping (tiny_cats.classifier.labels)', () => {
   it('spellings map to the same ids as label_to_id', () => {
     for (const [name, id] of Object.entries(fixture.label_to_id)) expect(labelId(fixture.labels, name)).toBe(id);
   });

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..classifier.labels import LABELS
 from ..defaults import DEFAULT_CLASSIFIER, DEFAULT_GENERATOR, resolve_model
-from ..labels import LABELS
 
 
 def utc_now() -> str:
@@ -81,7 +81,7 @@ def load_classifier_model(model: Optional[str]) -> Tuple[torch.nn.Module, object
 
 
 def load_pipeline(model: Optional[str]):
-    from ..pipeline_tiny_dit import TinyDiTPipeline
+    from ..generator.pipeline_tiny_dit import TinyDiTPipeline
 
     path = resolve_model(model, DEFAULT_GENERATOR)
     return TinyDiTPipeline.from_pretrained(path), path

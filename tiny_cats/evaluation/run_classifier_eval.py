@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 from .. import layout
-from ..labels import CAT_BREEDS, LABELS, OTHER_ID
+from ..classifier.labels import CAT_BREEDS, LABELS, OTHER_ID
 from .classifier_metrics import compute_classifier_metrics, plot_confusion_matrix
 from .common import load_classifier_model, predict_probs, resolve_data_source, utc_now, write_atomically, write_text
 from .schemas import CLASSIFIER_SCHEMA, SCHEMA_VERSION, write_json

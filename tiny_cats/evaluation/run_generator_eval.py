@@ -32,8 +32,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .. import layout
-from ..image_processing_tiny_cats import pil_to_rgb
-from ..labels import CAT_BREEDS, LABELS
+from ..classifier.image_processing_tiny_cats import pil_to_rgb
+from ..classifier.labels import CAT_BREEDS, LABELS
 from .common import (
     chunks,
     load_classifier_model,
@@ -161,7 +161,7 @@ def breed_accuracy(asked: Sequence[str], probs: np.ndarray) -> Dict[str, Any]:
 
 def write_grids(samples: Dict[str, List[Image.Image]], output_dir: Path) -> Dict[str, Any]:
     """One square-ish grid per breed, and one overall grid (a row per breed, up to 8 samples)."""
-    from ..pipeline_tiny_dit import images_to_grid
+    from ..generator.pipeline_tiny_dit import images_to_grid
 
     per_breed = {}
     for breed, images in samples.items():

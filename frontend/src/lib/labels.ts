@@ -1,6 +1,6 @@
 /** Label helpers: names come from the manifest (the classifier's and the generator's label lists). */
 
-/** Python's `tiny_cats.labels._normalize`: 'maine coon', 'Maine-Coon' and 'MAINE_COON' -> 'maine_coon'. */
+/** Python's `tiny_cats.classifier.labels._normalize`: 'maine coon', 'Maine-Coon' and 'MAINE_COON' -> 'maine_coon'. */
 export function normalizeLabel(name: string): string {
   return name.trim().replace(/[\s\-_]+/g, '_').toLowerCase();
 }

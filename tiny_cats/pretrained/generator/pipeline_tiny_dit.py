@@ -5,14 +5,17 @@ The transformer predicts a rectified-flow velocity, so sampling uses diffusers'
 in with ``Scheduler.from_config(pipe.scheduler.config)``). Classifier-free guidance runs the
 conditional and the null-label batch together and mixes them with ``guidance_scale``.
 
-Self-contained (its siblings ``modeling_tiny_dit.py`` and ``labels.py`` travel with it), so that
+Self-contained (its sibling ``modeling_tiny_dit.py`` travels with it), so that
 ``DiffusionPipeline.from_pretrained(DIR, trust_remote_code=True)`` works without tiny-cats.
+Breed names resolve against the pipeline's own ``id2label`` (saved in ``model_index.json``).
 """
 
 from __future__ import annotations
 
 import json
+import numbers
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
@@ -23,13 +26,26 @@ from PIL import Image
 from diffusers import DiffusionPipeline, ImagePipelineOutput, ModelMixin, SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
-from .labels import CAT_BREEDS, LABELS, resolve_breeds
 from .modeling_tiny_dit import TinyDiTTransformer2DModel
 
 PIPELINE_MODULE = "pipeline_tiny_dit"
 TRANSFORMER_MODULE = "modeling_tiny_dit"
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "proxies")
 MAX_IMAGES_PER_CALL = 4096
+# The classes of a pipeline built without ``id2label``: the 12 Oxford-IIIT Pet cat breeds, in the
+# order of the classifier's labels (a test keeps the two equal).
+DEFAULT_BREEDS = (
+    "Abyssinian", "Bengal", "Birman", "Bombay", "British_Shorthair", "Egyptian_Mau",
+    "Maine_Coon", "Persian", "Ragdoll", "Russian_Blue", "Siamese", "Sphynx",
+)
+# The classifier's label for "not a cat": no breed to draw, so it gets its own refusal.
+NOT_A_CAT_LABEL = "other"
+BreedSpec = Union[str, int]
+
+
+def normalize_breed(name: str) -> str:
+    """'maine coon', 'Maine-Coon' and 'MAINE_COON' all become 'maine_coon'."""
+    return re.sub(r"[\s\-_]+", "_", name.strip()).lower()
 
 
 class TinyDiTPipeline(DiffusionPipeline):
@@ -38,7 +54,8 @@ class TinyDiTPipeline(DiffusionPipeline):
     Args:
         transformer: the :class:`TinyDiTTransformer2DModel` denoiser.
         scheduler: a flow-matching scheduler, e.g. ``FlowMatchEulerDiscreteScheduler``.
-        id2label: class id -> breed name of the transformer's classes (default: the 12 cat breeds).
+        id2label: class id -> breed name of the transformer's classes (default: the 12 cat breeds,
+            :data:`DEFAULT_BREEDS`). Breed names given to the pipeline are resolved against it.
     """
 
     model_cpu_offload_seq = "transformer"
@@ -46,13 +63,40 @@ class TinyDiTPipeline(DiffusionPipeline):
     def __init__(self, transformer: ModelMixin, scheduler: SchedulerMixin, id2label: Optional[dict] = None):
         super().__init__()
         self.register_modules(transformer=transformer, scheduler=scheduler)
-        id2label = {int(k): v for k, v in (id2label or dict(enumerate(CAT_BREEDS))).items()}
+        id2label = {int(k): v for k, v in (id2label or dict(enumerate(DEFAULT_BREEDS))).items()}
         self.register_to_config(id2label=id2label)
         self.labels = {name: i for i, name in id2label.items()}
+        self._lookup = {normalize_breed(name): i for name, i in self.labels.items()}
 
-    def get_label_ids(self, label: Union[str, int, Sequence[Union[str, int]]]) -> List[int]:
-        """Breed names ('maine coon', 'Siamese'...) or ids -> the transformer's class ids."""
-        return [self.labels[LABELS[i]] for i in resolve_breeds(label, cats_only=True)]
+    def get_label_ids(self, label: Union[BreedSpec, Sequence[BreedSpec]]) -> List[int]:
+        """Breed names ('maine coon', 'Maine-Coon', 'MAINE_COON', 'Siamese'...) or class ids -> class ids.
+
+        Names are matched against ``id2label`` in any case, with spaces, dashes or underscores.
+        Raises ``ValueError`` naming the valid breeds for an unknown name, ``other`` or an id out of range.
+        """
+        items = [label] if isinstance(label, (str, numbers.Integral)) else list(label)
+        valid = ", ".join(self.labels)
+        ids = []
+        for item in items:
+            if isinstance(item, bool):
+                raise TypeError("breed must be a name or an integer id, not a bool")
+            if isinstance(item, numbers.Integral):
+                if int(item) not in self.labels.values():
+                    raise ValueError(f"class id {item} out of range 0..{len(self.labels) - 1}")
+                ids.append(int(item))
+                continue
+            if not isinstance(item, str):
+                raise TypeError(f"breed name must be a string, got {type(item).__name__}")
+            key = normalize_breed(item)
+            if key in self._lookup:
+                ids.append(self._lookup[key])
+            elif key == NOT_A_CAT_LABEL:
+                raise ValueError(f"{NOT_A_CAT_LABEL!r} is not a cat breed; choose one of: {valid}")
+            else:
+                raise ValueError(f"unknown breed {item!r}; valid names are: {valid}")
+        if not ids:
+            raise ValueError("no breed given")
+        return ids
 
     @torch.no_grad()
     def __call__(
@@ -125,7 +169,7 @@ class TinyDiTPipeline(DiffusionPipeline):
         super().save_pretrained(save_directory, **kwargs)
         root = Path(save_directory)
         here = Path(__file__).parent
-        for name in (f"{PIPELINE_MODULE}.py", f"{TRANSFORMER_MODULE}.py", "labels.py"):
+        for name in (f"{PIPELINE_MODULE}.py", f"{TRANSFORMER_MODULE}.py"):
             shutil.copyfile(here / name, root / name)
         shutil.copyfile(here / f"{TRANSFORMER_MODULE}.py", root / "transformer" / f"{TRANSFORMER_MODULE}.py")
         index_path = root / "model_index.json"
