@@ -57,7 +57,7 @@ class CountingExtractor(torch.nn.Module):
 
 @pytest.fixture
 def cat_folder(tmp_path) -> Path:
-    """All 12 cat breeds and a dog: 13 test cats (one breed image per breed, plus Bengal_99)."""
+    """All 12 cat breeds and a dog: 24 cats (11 train, 13 test: Bengal_1's duplicate Bengal_99 is kept)."""
     return make_pet_folder(tmp_path / "cats", per_breed=2, breeds=list(CAT_BREEDS) + ["pug"])
 
 
@@ -125,21 +125,23 @@ def test_generator_eval_writes_json_grids_and_reuses_the_reference_cache(
 
     written = read_json(tmp_path / layout.GENERATOR_EVALUATION)
     validate(written, GENERATOR_SCHEMA, use_jsonschema=False)
-    assert written["num_generated"] == 24 and written["num_real"] == 13
+    assert written["num_generated"] == 24 and written["num_real"] == 24  # every cat, both splits
     assert written["resolution"]["generated"] == written["resolution"]["real_compared_at"] == 16
-    assert written["reference_cache"] == {"path": doc["reference_cache"]["path"], "reused": False, "num_files": 13}
+    assert written["reference_cache"] == {"path": doc["reference_cache"]["path"], "reused": False, "num_files": 24}
+    assert written["real_vs_real_floor"] is None  # 24 real cats leave none beside a first set of 24
+    assert written["memorisation"] is None and written["grids"]["nearest_training_photos"] is None  # no training record
     assert set(written["breed_accuracy"]["per_breed"]) == set(CAT_BREEDS)
     assert 1.0 <= written["classifier_based_score"] <= len(LABELS)
     assert "inception_score" not in json.dumps(written)
     assert any("biased upward" in note for note in written["notes"])
-    assert extractor.seen == 13 + 24
+    assert extractor.seen == 24 + 24
     for breed in CAT_BREEDS:
         with Image.open(tmp_path / layout.GENERATOR_BREED_GRIDS_DIR / f"{breed}.png") as grid:
             assert grid.size == (2 * 16, 16)
     with Image.open(tmp_path / layout.GENERATOR_GRID_PNG) as grid:
         assert grid.size == (2 * 16, 12 * 16)
 
-    assert doc["reference_cache"]["path"] == "evaluation/cache/real_test_cats_16px.npz"
+    assert doc["reference_cache"]["path"] == "evaluation/cache/real_cats_16px.npz"
     assert doc["resolution"]["feature_extractor_input"] is None  # not Inception: no 299 px claim
     cache = tmp_path / doc["reference_cache"]["path"]
     stamp = cache.stat().st_mtime_ns
@@ -153,11 +155,11 @@ def test_generator_eval_writes_json_grids_and_reuses_the_reference_cache(
 
 def test_generator_eval_recomputes_a_stale_cache(pipeline_dir, classifier_dir, cat_folder, tmp_path):
     run_generator_eval(pipeline_dir, classifier_dir, cat_folder, tmp_path, CountingExtractor(), samples=1)
-    (cat_folder / "images" / "Birman_2.jpg").unlink()  # the test split changed
+    (cat_folder / "images" / "Birman_2.jpg").unlink()  # the real cats changed
     extractor = CountingExtractor()
     doc = run_generator_eval(pipeline_dir, classifier_dir, cat_folder, tmp_path, extractor, samples=1)
-    assert doc["reference_cache"]["reused"] is False and doc["num_real"] == 12
-    assert extractor.seen == 12 + 12
+    assert doc["reference_cache"]["reused"] is False and doc["num_real"] == 23
+    assert extractor.seen == 23 + 12
 
     Path(tmp_path / doc["reference_cache"]["path"]).write_bytes(b"truncated")  # a broken cache is rebuilt
     again = run_generator_eval(pipeline_dir, classifier_dir, cat_folder, tmp_path, CountingExtractor(), samples=1)
@@ -165,22 +167,60 @@ def test_generator_eval_recomputes_a_stale_cache(pipeline_dir, classifier_dir, c
 
 
 def test_generator_eval_with_the_real_inception(pipeline_dir, classifier_dir, pet_folder, tmp_path):
-    """The one real InceptionV3 run: 4 real test cats + 12 generated images (one per breed)."""
+    """The one real InceptionV3 run: 12 real cats + 12 generated images (one per breed)."""
     doc = run_generator_eval(pipeline_dir, classifier_dir, pet_folder, tmp_path / "out", None, samples=1,
                              cache_dir=str(tmp_path / "cache"))
     assert doc["feature_extractor"] == "InceptionFeatureExtractor(2048-d)"
-    assert doc["num_real"] == 4 and doc["num_generated"] == 12
+    assert doc["num_real"] == 12 and doc["num_generated"] == 12
     assert doc["resolution"]["feature_extractor_input"] == 299
     # A cache outside the output folder is recorded with its absolute path.
-    assert doc["reference_cache"]["path"] == str((tmp_path / "cache" / "real_test_cats_16px.npz").resolve())
+    assert doc["reference_cache"]["path"] == str((tmp_path / "cache" / "real_cats_16px.npz").resolve())
     assert np.isfinite(doc["fid"]) and doc["fid"] >= 0
-    assert (tmp_path / "cache" / "real_test_cats_16px.npz").is_file()
+    assert (tmp_path / "cache" / "real_cats_16px.npz").is_file()
 
 
 def test_generator_eval_needs_enough_real_cats(pipeline_dir, classifier_dir, tmp_path):
-    few = make_pet_folder(tmp_path / "few", breeds=["Abyssinian", "pug"])
+    few = make_pet_folder(tmp_path / "few", per_breed=3, breeds=["Abyssinian", "pug"])
     with pytest.raises(ValueError, match="need more than 3"):
         run_generator_eval(pipeline_dir, classifier_dir, few, tmp_path / "out", CountingExtractor(), samples=1)
+
+
+def test_generator_eval_floor_and_memorisation_check(pipeline_dir, classifier_dir, cat_folder, tmp_path):
+    """With a training record, the samples' nearest training photos are shown and their distance is
+    compared with that of the real photos the generator did not train on (here: the test split)."""
+    import shutil
+
+    model = tmp_path / "generator"
+    shutil.copytree(pipeline_dir, model)
+    (model / layout.TRAINING_RESULTS).write_text(json.dumps({"config": {"train_splits": "train", "holdout_per_breed": 0}}))
+    doc = run_generator_eval(model, classifier_dir, cat_folder, tmp_path / "out", CountingExtractor(), samples=1)
+
+    floor = doc["real_vs_real_floor"]
+    assert (floor["num_real_a"], floor["num_real_b"]) == (12, 12)  # the first set as large as the generated one
+    assert floor["fid_real_a_vs_real_b"] >= 0 and floor["fid_generated_vs_real_b"] >= 0
+    copies = doc["memorisation"]
+    assert (copies["num_training_photos"], copies["num_held_back_photos"]) == (11, 13)
+    assert copies["ratio"] == pytest.approx(copies["mean_nn_distance_generated"] / copies["mean_nn_distance_held_back_real"])
+    with Image.open(tmp_path / "out" / layout.GENERATOR_NEIGHBOURS_PNG) as grid:
+        assert grid.size == (5 * 16, 12 * 16)  # per breed: the sample and its 4 nearest training photos
+
+
+def test_memorisation_sees_copies_and_uses_the_holdout(monkeypatch):
+    from tiny_cats import data
+    from tiny_cats.evaluation.run_generator_eval import memorisation
+
+    rng = np.random.default_rng(0)
+    files = [f"{breed}_{n}" for breed in CAT_BREEDS[:2] for n in range(1, 11)]
+    real = rng.normal(size=(len(files), 8))
+    splits = ["train"] * len(files)
+    held = {"Abyssinian_3", "Bengal_7"}
+    monkeypatch.setattr(data, "generator_holdout", lambda names, breeds, per_breed: held)
+    summary, nearest = memorisation(real[[0, 5]], real, files, splits, {"splits": ("train",), "holdout_per_breed": 1})
+    assert summary["num_training_photos"] == 18 and summary["num_held_back_photos"] == 2
+    assert summary["mean_nn_distance_generated"] == 0.0 and summary["ratio"] == 0.0  # exact copies
+    assert summary["mean_nn_distance_held_back_real"] > 0
+    assert list(nearest[:, 0]) == [0, 5]
+    assert not {files[i] for i in nearest.ravel()} & held  # held-back photos are never "training" neighbours
 
 
 # --------------------------------------------------------------------------- benchmark

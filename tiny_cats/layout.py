@@ -47,6 +47,7 @@ CLASSIFIER_CONFUSION_PNG = "evaluation/confusion_matrix.png"
 GENERATOR_EVALUATION = "evaluation/generator.json"
 GENERATOR_GRID_PNG = "evaluation/grid_all_breeds.png"
 GENERATOR_BREED_GRIDS_DIR = "evaluation/grids"
+GENERATOR_NEIGHBOURS_PNG = "evaluation/nearest_training_photos.png"  # memorisation check
 BENCHMARK_DIR = "benchmarks"
 INFERENCE_BENCHMARK = "benchmarks/inference.json"
 
