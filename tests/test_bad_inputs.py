@@ -1,6 +1,6 @@
 """Bad (and odd) inputs on every path a user can take, and the README table made from the same cases.
 
-Each case runs for real: a CLI case in a child process (``python -m tiny_cats.cli``; stderr must
+Each case runs for real: a CLI case in a child process (``python -m tiny_cats.commands``; stderr must
 be exactly one ``error`` line and no traceback), a Python case in-process. ``expect`` must appear
 in what happened, and in the README's "what happens" column, which :func:`render_table` writes
 from this list: ``test_readme_table_is_generated_from_these_cases`` fails when they drift.
@@ -95,7 +95,7 @@ def photo_pair(ctx):
 def cli(*argv_makers) -> Callable[[Ctx], str]:
     def run(ctx):
         argv = [a(ctx) if callable(a) else a for a in argv_makers]
-        done = subprocess.run([PYTHON, "-m", "tiny_cats.cli", *argv], capture_output=True, text=True,
+        done = subprocess.run([PYTHON, "-m", "tiny_cats.commands", *argv], capture_output=True, text=True,
                               env=child_env(ctx.tmp), timeout=300)
         errors = [line for line in done.stderr.splitlines() if "error:" in line]
         assert done.returncode == 2 and len(errors) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
@@ -175,7 +175,7 @@ def sixteen_bit(path: str) -> Callable[[Ctx], str]:
 
 
 def cli_scores(ctx, path):
-    done = subprocess.run([PYTHON, "-m", "tiny_cats.cli", "classify", path, "--model", str(ctx.classifier_dir),
+    done = subprocess.run([PYTHON, "-m", "tiny_cats.commands", "classify", path, "--classifier", str(ctx.classifier_dir),
                            "--top-k", "13"], capture_output=True, text=True, env=child_env(ctx.tmp), timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.split("\t", 1)[1]
@@ -199,8 +199,8 @@ def processor_array(shape):
 
 def jpeg_output(ctx):
     out = ctx.tmp / "grid.jpg"
-    done = subprocess.run([PYTHON, "-m", "tiny_cats.cli", "generate", "--breed", "Bengal", "-n", "1", "--steps", "1",
-                           "--quiet", "--model", str(ctx.pipeline_dir), "-o", str(out)],
+    done = subprocess.run([PYTHON, "-m", "tiny_cats.commands", "generate", "--breed", "Bengal", "-n", "1", "--steps", "1",
+                           "--quiet", "--generator", str(ctx.pipeline_dir), "-o", str(out)],
                           capture_output=True, text=True, env=child_env(ctx.tmp), timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     return f"written as {Image.open(out).format}"

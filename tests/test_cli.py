@@ -1,5 +1,6 @@
 """The tiny-cats command and the examples, end to end."""
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -8,7 +9,7 @@ import pytest
 from PIL import Image
 
 from tiny_cats.classifier.labels import CAT_BREEDS, LABELS
-from tiny_cats.cli import main
+from tiny_cats.commands import main
 from tiny_cats.defaults import DEFAULT_CLASSIFIER, DEFAULT_GENERATOR
 
 from .conftest import PYTHON, ROOT, breed_image, child_env
@@ -27,7 +28,8 @@ def write_images(folder, count):
 @pytest.mark.parametrize("count,batch_size", [(1, 1), (2, 2), (127, 16), (513, 64)])
 def test_classify_any_batch(classifier_dir, tmp_path, capsys, count, batch_size):
     paths = write_images(tmp_path / "imgs", count)
-    code = main(["classify", *paths, "--model", str(classifier_dir), "--top-k", "2", "--batch-size", str(batch_size)])
+    code = main(["classify", *paths, "--classifier", str(classifier_dir), "--top-k", "2", "--batch-size",
+                 str(batch_size)])
     lines = capsys.readouterr().out.strip().splitlines()
     assert code == 0 and len(lines) == count
     assert all(line.split("\t")[1].split()[0] in LABELS for line in lines)
@@ -54,7 +56,7 @@ def test_classify_converts_odd_modes(classifier_dir, tmp_path, capsys):
 def test_bad_image_is_one_clear_line(tmp_path, make, message):
     bad = tmp_path / "bad.jpg"
     make(bad)
-    done = subprocess.run([PYTHON, "-m", "tiny_cats.cli", "classify", str(bad)], capture_output=True, text=True,
+    done = subprocess.run([PYTHON, "-m", "tiny_cats.commands", "classify", str(bad)], capture_output=True, text=True,
                           env=child_env(tmp_path), timeout=300)
     assert done.returncode == 2
     errors = [line for line in done.stderr.splitlines() if line.startswith("tiny-cats: error")]
@@ -71,7 +73,7 @@ def test_batch_size_zero_refused(tmp_path, capsys):
 def test_generate_writes_a_grid(pipeline_dir, tmp_path, capsys):
     out = tmp_path / "sub" / "grid.png"
     code = main(["generate", "--breed", "maine coon", "--breed", "Sphynx", "-n", "3", "--steps", "2", "--seed", "1",
-                 "-o", str(out), "--model", str(pipeline_dir), "--quiet"])
+                 "-o", str(out), "--generator", str(pipeline_dir), "--quiet"])
     assert code == 0 and Image.open(out).size == (6 * 16, 16)
     assert list(out.parent.iterdir()) == [out]  # no temporary file left behind
 
@@ -132,28 +134,74 @@ sys.meta_path.insert(0, _BlockExtras())
 
 def test_parser_imports_nothing_heavy(tmp_path):
     """--help and argument errors are answered before torch & co. are imported (what makes them fast)."""
-    code = f"import sys; from tiny_cats.cli import build_parser; build_parser(); print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    code = ("import sys; from tiny_cats.commands import build_parser; build_parser(); "
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
     done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=child_env(tmp_path), timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
     for argv in (["--help"], ["generate", "--help"], ["generate", "--breed", "Bengal", "--guidance", "inf"]):
         code = (f"import sys, runpy; sys.argv = ['tiny-cats', *{argv!r}]\n"
-                "try:\n    runpy.run_module('tiny_cats.cli', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+                "try:\n    runpy.run_module('tiny_cats.commands', run_name='__main__')\nexcept SystemExit:\n    pass\n"
                 f"print('HEAVY', sorted(m for m in {HEAVY[:-1]!r} if m in sys.modules))")
         done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=child_env(tmp_path), timeout=120)
         assert "HEAVY []" in done.stdout, (argv, done.stdout[-500:], done.stderr[-500:])
 
 
 def test_every_command_listed_without_extras_and_says_which_extra(tmp_path):
-    run = lambda *argv: subprocess.run([PYTHON, "-c", BLOCK_EXTRAS + "from tiny_cats.cli import main; sys.exit(main())",
-                                        *argv], capture_output=True, text=True, env=child_env(tmp_path), timeout=120)
+    """A plain install (the onnx and eval extras' modules blocked): --help lists and documents every command,
+    and a command that needs a missing extra says which in one line, before any work."""
+
+    def run(*argv):
+        return subprocess.run([PYTHON, "-c", BLOCK_EXTRAS + "from tiny_cats.commands import main; sys.exit(main())",
+                               *argv], capture_output=True, text=True, env=child_env(tmp_path), cwd=tmp_path,
+                              timeout=120)
+
     listed = run("--help")
     assert listed.returncode == 0 and all(command in listed.stdout for command in COMMANDS)
     text = " ".join(re.sub(r"-\n\s+", "-", listed.stdout).split())  # undo argparse's line wrapping
     assert 'pip install "tiny-cats[onnx]"' in text and 'pip install "tiny-cats[eval]"' in text
-    for argv, extra in ((["export"], "onnx"), (["evaluate-generator"], "eval")):
+    assert "--classifier and --generator" in text  # the option scheme, documented once for all commands
+    for command in COMMANDS:
+        helped = run(command, "--help")
+        assert helped.returncode == 0 and "Traceback" not in helped.stderr, (command, helped.stderr[-1000:])
+    for argv, extra in ((["export"], "onnx"), (["evaluate-generator"], "eval"),
+                        (["evaluate-classifier", "--onnx", "int8"], "onnx")):
         done = run(*argv)
         lines = done.stderr.strip().splitlines()
         assert done.returncode == 2 and len(lines) == 1 and f'pip install "tiny-cats[{extra}]"' in lines[0], done.stderr
+        assert "missing: " in lines[0] and not (tmp_path / "outputs").exists()  # said before any output folder
+
+
+SINGLE_MODEL = {"classify": "classifier", "generate": "generator", "evaluate-classifier": "classifier"}
+TWO_MODELS = ("demo", "evaluate-generator", "benchmark", "export", "publish")
+
+
+def test_models_are_named_by_role_on_every_command():
+    """--classifier / --generator everywhere; --model only where one model is used, as an alias of its role."""
+    from tiny_cats.commands import build_parser
+
+    parser = build_parser()
+    required = {"classify": ["x.jpg"], "generate": ["--breed", "Bengal"]}
+    for command, role in SINGLE_MODEL.items():
+        for flag in (f"--{role}", "--model"):
+            args = parser.parse_args([command, *required.get(command, []), flag, "some/folder"])
+            assert getattr(args, role) == "some/folder" and not hasattr(args, "model"), (command, flag)
+    for command in TWO_MODELS:
+        args = parser.parse_args([command, "--classifier", "c", "--generator", "g"])
+        assert (args.classifier, args.generator) == ("c", "g")
+        with pytest.raises(SystemExit):  # two models: --model would not say which
+            parser.parse_args([command, "--model", "m"])
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["export", "--no-classifier", "--no-generator"], "leave nothing to export"),
+    (["benchmark", "--no-classifier", "--no-generator"], "leave nothing to measure"),
+    (["evaluate-generator", "--onnx", "fp32", "--generator", "g"], "drop --generator"),
+])
+def test_contradictory_options_are_one_line(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and not (tmp_path / "outputs").exists()
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0, "4", None])
@@ -165,9 +213,10 @@ def test_pipeline_refuses_bad_guidance(value):
 
 
 def test_bad_output_refused_before_any_work(tmp_path, monkeypatch, capsys):
-    import tiny_cats.cli as cli
+    from tiny_cats.commands import demo, generate
 
-    monkeypatch.setattr(cli, "load_generator", lambda model: pytest.fail("the model was loaded"))
+    for command in (generate, demo):
+        monkeypatch.setattr(command, "load_generator", lambda model: pytest.fail("the model was loaded"))
     (tmp_path / "taken.png").mkdir()
     for target, message in ((tmp_path / "taken.png", "is a folder"), (Path("/proc/grid.png"), "cannot write in")):
         assert main(["generate", "--breed", "Bengal", "-o", str(target)]) == 2
@@ -180,11 +229,13 @@ def test_bad_output_refused_before_any_work(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize("suffix,fmt", [(".png", "PNG"), (".jpg", "JPEG"), (".jpeg", "JPEG"), (".webp", "WEBP"),
                                         (".tiff", "TIFF"), (".bmp", "BMP")])
 def test_saved_format_follows_the_extension(tmp_path, suffix, fmt):
-    from tiny_cats.cli import save_image_atomically
+    from tiny_cats.files import save_image
 
     out = tmp_path / f"grid{suffix}"
-    save_image_atomically(Image.new("RGB", (8, 8), "red"), out)
-    assert Image.open(out).format == fmt and (out.stat().st_mode & 0o777) == 0o644
+    save_image(Image.new("RGBA", (8, 8), "red"), out)  # RGBA: JPEG needs it converted
+    umask = os.umask(0)
+    os.umask(umask)
+    assert Image.open(out).format == fmt and (out.stat().st_mode & 0o777) == 0o666 & ~umask
     assert [p.name for p in tmp_path.iterdir()] == [out.name]
 
 
@@ -213,8 +264,11 @@ def test_import_tiny_cats_registers_with_transformers_lazily(tmp_path):
 def test_evaluation_output_defaults_to_a_fresh_folder_and_summaries(tmp_path):
     import json
 
-    from tiny_cats.cli import build_parser
-    from tiny_cats.evaluation.cli import benchmark_summary, classifier_summary, fresh_output_dir, generator_summary
+    from tiny_cats.commands import benchmark, build_parser, evaluate_classifier, evaluate_generator
+    from tiny_cats.commands.common import fresh_output_dir
+
+    classifier_summary, generator_summary = evaluate_classifier.summary, evaluate_generator.summary
+    benchmark_summary = benchmark.summary
 
     for command in ("evaluate-classifier", "evaluate-generator", "benchmark"):
         assert build_parser().parse_args([command]).output is None
@@ -232,7 +286,7 @@ def test_evaluation_output_defaults_to_a_fresh_folder_and_summaries(tmp_path):
 
 
 def test_publish_uses_the_committed_results_by_default(tmp_path):
-    from tiny_cats.publish import CHECKOUT_ROOT, default_results_dir
+    from tiny_cats.commands.publish import CHECKOUT_ROOT, default_results_dir
 
     assert default_results_dir([tmp_path]) is None
     (tmp_path / "evaluation").mkdir()

@@ -18,7 +18,8 @@ import torch
 from PIL import Image
 
 from tiny_cats import layout
-from tiny_cats.cli import build_parser, main
+from tiny_cats.classifier.labels import CAT_BREEDS, LABELS, OTHER_ID
+from tiny_cats.commands import build_parser, main
 from tiny_cats.evaluation.benchmark import run_benchmark
 from tiny_cats.evaluation.run_classifier_eval import CLASSIFIER_FILES, cats_only_accuracy, evaluate_classifier
 from tiny_cats.evaluation.run_generator_eval import evaluate_generator
@@ -30,7 +31,6 @@ from tiny_cats.evaluation.schemas import (
     validate,
     write_json,
 )
-from tiny_cats.classifier.labels import CAT_BREEDS, LABELS, OTHER_ID
 
 from .conftest import make_pet_folder, tiny_classifier
 
@@ -68,7 +68,7 @@ def test_classifier_eval_writes_valid_json_png_and_file_list(pet_folder, classif
     doc = evaluate_classifier(str(classifier_dir), str(pet_folder), str(tmp_path), batch_size=2, progress=False)
 
     written = read_json(tmp_path / layout.CLASSIFIER_EVALUATION)
-    validate(written, CLASSIFIER_SCHEMA, use_jsonschema=False)
+    validate(written, CLASSIFIER_SCHEMA)
     assert written == json.loads(json.dumps(doc))
     # Test list: *_2 of 5 breeds + Bengal_99 (a duplicate of Bengal_1); Abyssinian_500 is absent.
     lines = (tmp_path / CLASSIFIER_FILES).read_text().splitlines()[1:]
@@ -91,7 +91,7 @@ def test_classifier_eval_writes_valid_json_png_and_file_list(pet_folder, classif
 def test_classifier_eval_limit_takes_a_seeded_subset(pet_folder, classifier_dir, tmp_path):
     first = evaluate_classifier(str(classifier_dir), str(pet_folder), str(tmp_path / "a"), limit=3, progress=False)
     again = evaluate_classifier(str(classifier_dir), str(pet_folder), str(tmp_path / "b"), limit=3, progress=False)
-    assert first["num_images"] == 3 and first["limit"] == 3
+    assert first["num_images"] == 3 and first["limit"] == 3 and again["metrics"] == first["metrics"]
     listed = [(tmp_path / d / CLASSIFIER_FILES).read_text() for d in ("a", "b")]
     assert listed[0] == listed[1] and len(listed[0].splitlines()) == 4
 
@@ -124,7 +124,7 @@ def test_generator_eval_writes_json_grids_and_reuses_the_reference_cache(
     doc = run_generator_eval(pipeline_dir, classifier_dir, cat_folder, tmp_path, extractor)
 
     written = read_json(tmp_path / layout.GENERATOR_EVALUATION)
-    validate(written, GENERATOR_SCHEMA, use_jsonschema=False)
+    validate(written, GENERATOR_SCHEMA)
     assert written["num_generated"] == 24 and written["num_real"] == 24  # every cat, both splits
     assert written["resolution"]["generated"] == written["resolution"]["real_compared_at"] == 16
     assert written["reference_cache"] == {"path": doc["reference_cache"]["path"], "reused": False, "num_files": 24}
@@ -254,7 +254,7 @@ def test_benchmark_writes_valid_json(classifier_dir, pipeline_dir, tmp_path):
                         generator_repeats=1, warmup=1, threads=1, batch_sizes=(1, 2), steps=(1, 2), progress=False)
 
     written = read_json(tmp_path / layout.INFERENCE_BENCHMARK)
-    validate(written, BENCHMARK_SCHEMA, use_jsonschema=False)
+    validate(written, BENCHMARK_SCHEMA)
     assert written == json.loads(json.dumps(doc))
     runtimes = {r["runtime"]: r for r in written["classifier"]["runtimes"]}
     assert set(runtimes) == {"pytorch_eager", "onnxruntime_fp32", "onnxruntime_int8"}
@@ -307,10 +307,19 @@ def test_schema_rejects_broken_documents(classifier_doc, tmp_path, breakage, mes
         assert read_json(target) == doc
         return
     with pytest.raises(SchemaValidationError, match=message):
-        validate(doc, CLASSIFIER_SCHEMA, use_jsonschema=False)
+        validate(doc, CLASSIFIER_SCHEMA)
     with pytest.raises(SchemaValidationError):
         write_json(doc, target, CLASSIFIER_SCHEMA)
     assert list(tmp_path.iterdir()) == []  # nothing written, not even a temp file
+
+
+def test_schema_keywords_the_validator_does_not_check_are_refused():
+    """The built-in validator checks a subset of JSON Schema; a schema outside it must not pass silently."""
+    with pytest.raises(TypeError, match=r"\$\.name: 'pattern'"):
+        validate({"name": "x"}, {"type": "object", "properties": {"name": {"type": "string", "pattern": "^x$"}}})
+    for schema in (CLASSIFIER_SCHEMA, GENERATOR_SCHEMA, BENCHMARK_SCHEMA):
+        with pytest.raises(SchemaValidationError):  # checkable: a wrong document fails, no TypeError
+            validate([], schema)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -319,7 +328,7 @@ def test_schema_rejects_broken_documents(classifier_doc, tmp_path, breakage, mes
 def test_cli_registers_the_commands_and_evaluates(pet_folder, classifier_dir, tmp_path, capsys):
     commands = build_parser()._subparsers._group_actions[0].choices
     assert {"evaluate-classifier", "evaluate-generator", "benchmark"} <= set(commands)
-    code = main(["evaluate-classifier", "--model", str(classifier_dir), "--data", str(pet_folder),
+    code = main(["evaluate-classifier", "--classifier", str(classifier_dir), "--data", str(pet_folder),
                  "--output", str(tmp_path), "--limit", "2", "--quiet"])
     assert code == 0
     assert read_json(tmp_path / layout.CLASSIFIER_EVALUATION)["num_images"] == 2
@@ -327,7 +336,7 @@ def test_cli_registers_the_commands_and_evaluates(pet_folder, classifier_dir, tm
     code = main(["benchmark", "--classifier", str(classifier_dir), "--no-generator", "--output", str(tmp_path),
                  "--repeats", "1", "--warmup", "0", "--batch-sizes", "1", "--threads", "1", "--quiet"])
     assert code == 0
-    validate(read_json(tmp_path / layout.INFERENCE_BENCHMARK), BENCHMARK_SCHEMA, use_jsonschema=False)
+    validate(read_json(tmp_path / layout.INFERENCE_BENCHMARK), BENCHMARK_SCHEMA)
 
 
 def test_cli_without_data_source_is_a_clear_error(classifier_dir, tmp_path, monkeypatch, capsys):
@@ -338,7 +347,7 @@ def test_cli_without_data_source_is_a_clear_error(classifier_dir, tmp_path, monk
 
 def test_generator_eval_runs_the_onnx_denoiser(pipeline_dir, classifier_dir, cat_folder, tmp_path):
     """``onnx="int8"`` scores the exported, quantized denoiser with the same tool and settings."""
-    from tiny_cats.onnx_export import export_generator
+    from tiny_cats.onnx.export import export_generator
 
     package = tmp_path / "package"
     export_generator(pipeline_dir, package, quantize=True)
@@ -352,7 +361,7 @@ def test_generator_eval_runs_the_onnx_denoiser(pipeline_dir, classifier_dir, cat
 
 def test_classifier_eval_scores_the_onnx_export(pet_folder, classifier_dir, tmp_path):
     """The fp32 export scores the same images like the PyTorch model it came from."""
-    from tiny_cats.onnx_export import export_classifier
+    from tiny_cats.onnx.export import export_classifier
 
     package = tmp_path / "package"
     export_classifier(classifier_dir, package, quantize=False)

@@ -4,7 +4,7 @@ Tolerances (max abs difference, PyTorch vs fp32 ONNX):
 - classifier logits (which reach ~50 here): 1e-3 (``CLASSIFIER_LOGITS_ATOL``), at batch sizes 1 and 4;
 - denoiser velocity: 1e-4 (``DENOISER_VELOCITY_ATOL``), at batch sizes 1 and 4;
 - generated images in [0, 1], same seed, guidance on: 1e-3 (``PIPELINE_IMAGE_ATOL``).
-int8 classifier (7-bit weights, see onnx_export.CLASSIFIER_QUANTIZATION): top-1 agrees with fp32 on at
+int8 classifier (7-bit weights, see tiny_cats.onnx.quantize.CLASSIFIER_QUANTIZATION): top-1 agrees with fp32 on at
 least 85% of 52 made-up photos it was not calibrated on (measured: 88.5%; this fitted head's logits are
 fragile. The bundled classifier, calibrated on 64 training photos, agreed on 97.8% of 600 real test photos).
 """
@@ -24,23 +24,28 @@ import onnx
 import pytest
 import torch
 
-import tiny_cats.onnx_export as onnx_export
+import tiny_cats.onnx.export as onnx_export
 from tiny_cats import TinyCatsConfig, TinyCatsForImageClassification, TinyCatsImageProcessor
 from tiny_cats.classifier.labels import LABELS
-from tiny_cats.cli import main
+from tiny_cats.commands import main
 from tiny_cats.convert_efficientnet_lite0 import load_imagenet_backbone
+from tiny_cats.generator.pipeline_tiny_dit import TinyDiTPipeline
 from tiny_cats.layout import CLASSIFIER_ONNX, CLASSIFIER_ONNX_INT8, GENERATOR_ONNX, GENERATOR_ONNX_INT8, ONNX_MANIFEST
-from tiny_cats.onnx_export import (
+from tiny_cats.onnx.export import export_all
+from tiny_cats.onnx.parity import (
     CLASSIFIER_LOGITS_ATOL,
     DENOISER_VELOCITY_ATOL,
     PIPELINE_IMAGE_ATOL,
-    export_all,
     top1_agreement,
     verify_classifier_parity,
     verify_generator_parity,
 )
-from tiny_cats.generator.pipeline_tiny_dit import TinyDiTPipeline
-from tiny_cats.onnx_runtime import OnnxTinyDiTTransformer, load_onnx_classifier, load_onnx_generator, onnx_image_classifier
+from tiny_cats.onnx.runtime import (
+    OnnxTinyDiTTransformer,
+    load_onnx_classifier,
+    load_onnx_generator,
+    onnx_image_classifier,
+)
 
 from .conftest import breed_image, child_env
 
@@ -69,7 +74,7 @@ def fitted_tiny_classifier() -> TinyCatsForImageClassification:
     load_imagenet_backbone(model)
     images, labels = made_up_images(CALIBRATION_SEEDS)
     with torch.no_grad():
-        features = model.backbone(TinyCatsImageProcessor(size=IMAGE_SIZE)(images)["pixel_values"])
+        features = model.tiny_cats(TinyCatsImageProcessor(size=IMAGE_SIZE)(images)["pixel_values"]).pooler_output
     optimizer = torch.optim.Adam(model.classifier.parameters(), lr=1e-2)
     for _ in range(100):
         loss = torch.nn.functional.cross_entropy(model.classifier(features), torch.tensor(labels))
@@ -145,7 +150,7 @@ def test_onnx_denoiser_is_a_plain_pipeline_component(package, pipeline_dir):
     pipe = load_onnx_generator(package, num_threads=1)
     assert isinstance(pipe.transformer, OnnxTinyDiTTransformer)
     assert pipe.components["transformer"] is pipe.transformer
-    assert tuple(pipe.config.transformer) == ("tiny_cats.onnx_runtime", "OnnxTinyDiTTransformer")
+    assert tuple(pipe.config.transformer) == ("tiny_cats.onnx.runtime", "OnnxTinyDiTTransformer")
     assert pipe._execution_device == torch.device("cpu") and pipe.dtype == torch.float32
     assert pipe.transformer.null_class_id == 12 and pipe.transformer.config.sample_size == 16
     pipe.maybe_free_model_hooks()
@@ -182,7 +187,9 @@ def test_int8_files_avoid_conv_integer_and_are_smaller(package):
     classifier_ops, denoiser_ops = op_types(package / CLASSIFIER_ONNX_INT8), op_types(package / GENERATOR_ONNX_INT8)
     assert classifier_ops["QuantizeLinear"] and classifier_ops["DequantizeLinear"] and not classifier_ops["ConvInteger"]
     assert denoiser_ops["MatMulInteger"] and not denoiser_ops["ConvInteger"]
-    size = lambda relative: (package / relative).stat().st_size
+    def size(relative):
+        return (package / relative).stat().st_size
+
     assert size(CLASSIFIER_ONNX_INT8) < 0.35 * size(CLASSIFIER_ONNX)
     assert size(GENERATOR_ONNX_INT8) < size(GENERATOR_ONNX)
 
@@ -193,7 +200,7 @@ def test_manifest_is_written_from_the_configs(package, fitted_classifier_dir, pi
     processor = TinyCatsImageProcessor.from_pretrained(fitted_classifier_dir)
     classifier = manifest["classifier"]
     assert classifier["labels"] == [config.id2label[i] for i in range(13)] == list(LABELS)
-    assert classifier["preprocessing"]["size"] == processor.size == IMAGE_SIZE
+    assert classifier["preprocessing"]["size"] == processor.size["height"] == IMAGE_SIZE
     assert classifier["preprocessing"]["image_mean"] == processor.image_mean
     assert classifier["preprocessing"]["image_std"] == processor.image_std
 
@@ -254,13 +261,16 @@ def test_export_cli_calibrates_on_the_pet_loader(tmp_path, fitted_classifier_dir
     assert manifest_of(out)["classifier"]["files"]["int8"]["held_out_images"] == 0  # none left for the check
 
 
-def test_no_quantize_removes_stale_int8_and_keeps_other_section(tmp_path, package, pipeline_dir):
+def test_no_quantize_removes_stale_int8_and_keeps_other_section(tmp_path, package, pipeline_dir, capsys):
     out = tmp_path / "pkg"
     shutil.copytree(package, out)
-    manifest = onnx_export.export_generator(pipeline_dir, out, quantize=False)
+    argv = ["export", "--no-classifier", "--generator", str(pipeline_dir), "--output", str(out), "--no-quantize"]
+    assert main(argv) == 0
+    assert CLASSIFIER_ONNX not in capsys.readouterr().out  # only what was exported is listed
+    manifest = manifest_of(out)
     assert not (out / GENERATOR_ONNX_INT8).exists() and (out / CLASSIFIER_ONNX_INT8).is_file()
     assert list(manifest["generator"]["files"]) == ["fp32"]
-    assert manifest["classifier"] == manifest_of(package)["classifier"] == manifest_of(out)["classifier"]
+    assert manifest["classifier"] == manifest_of(package)["classifier"]
 
 
 def snapshot(folder: Path) -> dict:
@@ -279,7 +289,8 @@ def test_interrupted_export_leaves_no_partial_files(tmp_path, monkeypatch, fitte
     assert list(out.iterdir()) == []
 
 
-def test_failed_parity_check_keeps_the_previous_export(tmp_path, monkeypatch, package, fitted_classifier_dir, pipeline_dir, capsys):
+def test_failed_parity_check_keeps_the_previous_export(tmp_path, monkeypatch, package, fitted_classifier_dir,
+                                                       pipeline_dir, capsys):
     out = tmp_path / "pkg"
     shutil.copytree(package, out)
     before = snapshot(out)

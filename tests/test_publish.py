@@ -19,7 +19,7 @@ from PIL import Image
 
 from tiny_cats import layout
 from tiny_cats.classifier.labels import CAT_BREEDS, LABELS
-from tiny_cats.cli import build_parser, main
+from tiny_cats.commands import build_parser, main
 from tiny_cats.evaluation.schemas import CLASSIFIER_SCHEMA, GENERATOR_SCHEMA, validate
 from tiny_cats.hub_package import build_package, package_files
 from tiny_cats.model_card import DATASET_ID, NOT_MEASURED, extract_snippets
@@ -311,7 +311,7 @@ def test_wrong_token_is_refused_and_never_shown(local_hub, models, tmp_path, cap
     assert secret not in shown and local_hub.repos == {}
 
     env = {**child_env(tmp_path), **local_hub.client_env(tmp_path / "cli_home", token=secret)}
-    done = subprocess.run([PYTHON, "-m", "tiny_cats.cli", "publish", "--repo-id", REPO, "--classifier", str(models[0]),
+    done = subprocess.run([PYTHON, "-m", "tiny_cats.commands", "publish", "--repo-id", REPO, "--classifier", str(models[0]),
                            "--generator", str(models[1]), "--package-dir", str(tmp_path / "cli_pkg")],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert done.returncode == 1 and secret not in done.stdout + done.stderr and "Traceback" not in done.stderr

@@ -1,4 +1,4 @@
-"""Where the bundled default models live, and how a ``--model`` argument is resolved."""
+"""Where the bundled default models live, and how a ``--classifier`` / ``--generator`` argument is resolved."""
 
 from __future__ import annotations
 
@@ -10,10 +10,16 @@ DEFAULT_CLASSIFIER = PRETRAINED_DIR / "classifier"
 DEFAULT_GENERATOR = PRETRAINED_DIR / "generator"
 
 
-def resolve_model(model: Optional[str], default: Path) -> str:
-    """A local folder or Hub repo id given by the user, else the bundled model (which must exist)."""
+def resolve_model(model: Optional[str], default: Path, required: bool = True) -> Optional[str]:
+    """The local folder or Hub repo id the user gave, else the bundled model at ``default``.
+
+    When the bundled model is missing: ``FileNotFoundError`` naming the option that replaces it
+    (``--classifier`` or ``--generator``, the bundled folder's name), or ``None`` if not ``required``.
+    """
     if model:
-        return model
-    if not (default / "config.json").exists() and not (default / "model_index.json").exists():
-        raise FileNotFoundError(f"bundled model missing at {default}; reinstall tiny-cats or pass --model")
-    return str(default)
+        return str(model)
+    if (default / "config.json").is_file() or (default / "model_index.json").is_file():
+        return str(default)
+    if not required:
+        return None
+    raise FileNotFoundError(f"no bundled model at {default}; reinstall tiny-cats or pass --{default.name} DIR_OR_REPO")

@@ -31,7 +31,8 @@ class ImageInputError(ValueError):
     """A user-supplied image could not be used; the message names the file(s) and the problem, on one line."""
 
 
-def _one_line(text: object) -> str:
+def one_line(text: object) -> str:
+    """``text`` on one line: every run of white space (newlines included) becomes one space."""
     return " ".join(str(text).split())
 
 
@@ -82,7 +83,7 @@ def decode_image(source: PathLike) -> Image.Image:
     except ImageInputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ImageInputError(f"{path}: refused as a possible decompression bomb ({_one_line(err)})") from None
+        raise ImageInputError(f"{path}: refused as a possible decompression bomb ({one_line(err)})") from None
     except UnidentifiedImageError:
         raise ImageInputError(f"{path}: not an image file Pillow can read") from None
     except PermissionError:
@@ -90,7 +91,7 @@ def decode_image(source: PathLike) -> Image.Image:
     except MemoryError:
         raise ImageInputError(f"{path}: too large to decode in memory") from None
     except Exception as err:  # noqa: BLE001 - any decoder failure is a corrupt file, said in one line
-        raise ImageInputError(f"{path}: corrupt or truncated image ({type(err).__name__}: {_one_line(err)})") from None
+        raise ImageInputError(f"{path}: corrupt or truncated image ({type(err).__name__}: {one_line(err)})") from None
 
 
 def load_images(sources: Sequence[PathLike], rgb: bool = True) -> List[Image.Image]:

@@ -1,4 +1,4 @@
-"""Upload a model package to the Hugging Face Hub as one commit, and the ``tiny-cats publish`` command.
+"""Upload a model package to the Hugging Face Hub as one commit (the ``tiny-cats publish`` command's engine).
 
 A Hub commit is atomic: the branch moves to the new commit or stays where it was, so a failed
 upload never leaves half a package. That is why transient failures (lost connections, 5xx)
@@ -9,16 +9,13 @@ token comes from ``HF_TOKEN`` or the stored login and is never printed, logged o
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
-from .layout import DEFAULT_REPO_ID
-
-# requests, huggingface_hub and the package builder are imported where used: the CLI imports this
-# module to build its parser, and `tiny-cats --help` must not wait for them.
+# requests, huggingface_hub and the package builder are imported where used, so that importing this
+# module stays cheap.
 
 logger = logging.getLogger(__name__)
 DEFAULT_COMMIT_MESSAGE = "Publish the tiny-cats model package"
@@ -153,82 +150,3 @@ def publish(repo_id: str, package_dir, private: bool = False, revision: Optional
         delete_patterns="*", ignore_patterns=[".*", "**/.*"]))
     result.commit_oid, result.commit_url = info.oid, info.commit_url
     return result
-
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def _model_dir(given: Optional[str], default: Path, flag: str) -> Path:
-    """The folder given, else the bundled model, which must exist."""
-    if given:
-        return Path(given)
-    if not default.is_dir():
-        raise FileNotFoundError(f"no bundled model at {default}; pass {flag} DIR")
-    return default
-
-
-# Where the committed results live: the checkout this package runs from, then the current folder.
-CHECKOUT_ROOT = Path(__file__).resolve().parents[1]
-
-
-def default_results_dir(candidates: Optional[List[Path]] = None) -> Optional[Path]:
-    """The first of the checkout and the current folder that holds evaluation/ or benchmarks/ JSON, else None."""
-    from . import layout
-
-    for folder in candidates if candidates is not None else [CHECKOUT_ROOT, Path.cwd()]:
-        if any((folder / name).is_file() for name in (layout.CLASSIFIER_EVALUATION, layout.GENERATOR_EVALUATION,
-                                                       layout.INFERENCE_BENCHMARK)):
-            return folder
-    return None
-
-
-def cmd_publish(args) -> int:
-    from .defaults import DEFAULT_CLASSIFIER, DEFAULT_GENERATOR
-    from .hub_package import build_package
-
-    results = args.results
-    if results is None and not args.no_results:
-        results = default_results_dir()
-        print(f"results: {results} (the committed evaluation/ and benchmarks/; --results DIR or --no-results to change)"
-              if results is not None else "results: none found; every card number reads 'not measured'")
-    package = build_package(_model_dir(args.classifier, DEFAULT_CLASSIFIER, "--classifier"),
-                            _model_dir(args.generator, DEFAULT_GENERATOR, "--generator"), args.package_dir,
-                            results_dir=results, onnx_dir=args.onnx_dir, repo_id=args.repo_id)
-    try:
-        result = publish(args.repo_id, package, private=args.private, revision=args.revision, dry_run=args.dry_run,
-                         commit_message=args.commit_message)
-    except PublishError as err:
-        print(f"tiny-cats publish: error: {err}", file=sys.stderr)
-        return 1
-    if result.dry_run:
-        for name, size in result.files:
-            print(f"{size:>12,}  {name}")
-        total = sum(size for _, size in result.files)
-        print(f"dry run: would upload {len(result.files)} files ({total:,} bytes) from {package} "
-              f"to {result.repo_id}@{result.revision}; repo files not listed would be deleted")
-    else:
-        print(f"published {len(result.files)} files to {result.repo_id}@{result.revision}: {result.commit_url}")
-    return 0
-
-
-def register(subparsers) -> None:
-    """Add ``tiny-cats publish`` to the CLI."""
-    p = subparsers.add_parser("publish", help="build the model package and upload it to the Hugging Face Hub",
-                              description="Build the model package (both models, results, ONNX, model card) into "
-                              "--package-dir, validate it, and upload it as one commit. Token: HF_TOKEN or "
-                              "`huggingface-cli login`.")
-    p.add_argument("--repo-id", default=DEFAULT_REPO_ID, help=f"Hub model repo (default: {DEFAULT_REPO_ID})")
-    p.add_argument("--private", action="store_true",
-                   help="create the repo private (an existing repo keeps its setting)")
-    p.add_argument("--revision", help="branch to commit to, created from main when missing (default: main)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="build and validate, then list what would be uploaded; no network")
-    p.add_argument("--classifier", help="classifier folder (default: the bundled classifier)")
-    p.add_argument("--generator", help="generator pipeline folder (default: the bundled generator)")
-    p.add_argument("--results", help="folder holding evaluation/, benchmarks/ and onnx/; absent parts are "
-                   "'not measured' in the card (default: the committed results of this checkout, else .)")
-    p.add_argument("--no-results", action="store_true", help="leave all results out of the package")
-    p.add_argument("--onnx-dir", help="folder holding onnx/ (default: the --results folder)")
-    p.add_argument("--package-dir", default="hub_upload", help="where the package is built (default: hub_upload)")
-    p.add_argument("--commit-message", default=DEFAULT_COMMIT_MESSAGE)
-    p.set_defaults(func=cmd_publish)

@@ -30,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import layout
-from ..defaults import DEFAULT_CLASSIFIER, DEFAULT_GENERATOR
+from ..defaults import DEFAULT_CLASSIFIER, DEFAULT_GENERATOR, resolve_model
 from .common import load_classifier_model, load_pipeline, utc_now
 from .schemas import BENCHMARK_SCHEMA, SCHEMA_VERSION, write_json
 from .settings import CLASSIFIER_BATCH_SIZES, GENERATOR_STEPS  # defaults shared with the CLI
@@ -162,7 +162,7 @@ def bench_torch_classifier(path: str, batch_sizes, repeats: int, warmup: int, se
         load_seconds = time.perf_counter() - started
         batches = []
         for batch in batch_sizes:
-            pixels = torch.from_numpy(classifier_inputs(processor.size, batch, seed))
+            pixels = torch.from_numpy(classifier_inputs(processor.size["height"], batch, seed))
 
             def forward(pixels=pixels):
                 with torch.inference_mode():
@@ -173,19 +173,16 @@ def bench_torch_classifier(path: str, batch_sizes, repeats: int, warmup: int, se
             memory.stop_tracing()
             batches.append(latency_stats(time_calls(forward, repeats, 0), batch, warmup))
     return {"runtime": "pytorch_eager", "model_path": str(resolved), "load_seconds": load_seconds,
-            "memory": memory.report(), "batches": batches, "skipped_batch_sizes": {}}, processor.size
+            "memory": memory.report(), "batches": batches, "skipped_batch_sizes": {}}, processor.size["height"]
 
 
 def bench_onnx_classifier(path: Path, runtime: str, image_size: int, batch_sizes, repeats: int, warmup: int,
                           seed: int, threads: int) -> Dict[str, Any]:
-    import onnxruntime as ort
+    from ..onnx.runtime import ort_session
 
     with MemoryMonitor() as memory:
         started = time.perf_counter()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        session = ort_session(path, threads)
         load_seconds = time.perf_counter() - started
         fixed_batch = session.get_inputs()[0].shape[0]
         batches, skipped = [], {}
@@ -197,7 +194,7 @@ def bench_onnx_classifier(path: Path, runtime: str, image_size: int, batch_sizes
             for _ in range(warmup):
                 session.run(None, feed)
             memory.stop_tracing()
-            batches.append(latency_stats(time_calls(lambda: session.run(None, feed), repeats, 0), batch, warmup))
+            batches.append(latency_stats(time_calls(lambda feed=feed: session.run(None, feed), repeats, 0), batch, warmup))
     return {"runtime": runtime, "model_path": str(path), "load_seconds": load_seconds,
             "memory": memory.report(), "batches": batches, "skipped_batch_sizes": skipped}
 
@@ -252,15 +249,6 @@ def bench_generator(path: str, steps_list, guidance: float, repeats: int, warmup
 # ----------------------------------------------------------------------------- entry point
 
 
-def bundled_or_none(path: Optional[str], default: Path) -> Optional[str]:
-    """The given model, the bundled one if it exists, else ``None`` (reported as skipped)."""
-    if path:
-        return path
-    if (default / "config.json").exists() or (default / "model_index.json").exists():
-        return str(default)
-    return None
-
-
 def why_skipped(on_request: bool, what: str, default: Path) -> str:
     return "skipped on request" if on_request else f"no {what} given and no bundled {what} at {default}"
 
@@ -289,8 +277,9 @@ def run_benchmark(
     torch.manual_seed(seed)
     skipped: Dict[str, str] = {}
     try:
-        classifier_path = None if skip_classifier else bundled_or_none(classifier, DEFAULT_CLASSIFIER)
-        generator_path = None if skip_generator else bundled_or_none(generator, DEFAULT_GENERATOR)
+        # A model neither given nor bundled is reported as skipped.
+        classifier_path = None if skip_classifier else resolve_model(classifier, DEFAULT_CLASSIFIER, required=False)
+        generator_path = None if skip_generator else resolve_model(generator, DEFAULT_GENERATOR, required=False)
         if classifier_path is None and generator_path is None:
             raise FileNotFoundError("nothing to benchmark: no classifier or generator given, and no bundled models")
         classifier_doc = generator_doc = None

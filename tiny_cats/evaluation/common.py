@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import datetime
-import os
-import tempfile
-from pathlib import Path
-from typing import Callable, Iterable, List, Optional, Sequence, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -14,6 +11,12 @@ from tqdm.auto import tqdm
 
 from ..classifier.labels import LABELS
 from ..defaults import DEFAULT_CLASSIFIER, DEFAULT_GENERATOR, resolve_model
+
+# The package's one atomic writer is tiny_cats/files.py. These names are re-exported because
+# run_generator_eval.py and training/benchmark_throughput.py import them from here (every path
+# they save as "png" ends in .png, so save_image writes PNG).
+from ..files import save_image as save_png  # noqa: F401
+from ..files import write_atomically, write_text  # noqa: F401
 
 
 def utc_now() -> str:
@@ -28,40 +31,6 @@ def resolve_data_source(source: Optional[str]) -> str:
     if not source:
         raise FileNotFoundError("no data source: pass --data (a folder or Hub dataset id) or set TINY_CATS_DATA")
     return str(source)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_atomically(path: os.PathLike, writer: Callable[[str], object], suffix: str = ".tmp") -> Path:
-    """Let ``writer`` fill a temp file beside ``path``, then rename it into place.
-
-    ``mkstemp`` creates the file as 0600; it gets the usual 0644-minus-umask before the rename,
-    since these files are published (Hub upload, web server) and read by other users.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
-        writer(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def save_png(image, path: os.PathLike) -> Path:
-    return write_atomically(path, lambda tmp: image.save(tmp, format="PNG"), ".png")
-
-
-def write_text(text: str, path: os.PathLike) -> Path:
-    return write_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def load_classifier_model(model: Optional[str]) -> Tuple[torch.nn.Module, object, str]:

@@ -17,8 +17,9 @@ import numpy as np
 
 from .. import layout
 from ..classifier.labels import CAT_BREEDS, LABELS, OTHER_ID
+from ..files import write_atomically, write_text
 from .classifier_metrics import compute_classifier_metrics, plot_confusion_matrix
-from .common import load_classifier_model, predict_probs, resolve_data_source, utc_now, write_atomically, write_text
+from .common import load_classifier_model, predict_probs, resolve_data_source, utc_now
 from .schemas import CLASSIFIER_SCHEMA, SCHEMA_VERSION, write_json
 
 CLASSIFIER_FILES = f"{layout.EVALUATION_DIR}/classifier_files.txt"
@@ -62,7 +63,7 @@ def files_report(files, labels: np.ndarray, probs: np.ndarray) -> str:
 
 def load_onnx_net(package_dir: str, precision: str, config_dir: str):
     """The exported classifier (fp32 or int8) as an ORT model with the PyTorch model's labels."""
-    from ..onnx_runtime import load_onnx_classifier
+    from ..onnx.runtime import load_onnx_classifier
 
     if precision not in ("fp32", "int8"):
         raise ValueError(f"onnx precision must be 'fp32' or 'int8', got {precision!r}")

@@ -4,8 +4,10 @@ The model card, the web app and the publishing step read these files, so a docum
 lacks a key or holds a wrong type must fail where it is made, not where it is rendered.
 Schemas are plain JSON-Schema dicts restricted to a small subset (``type``, ``required``,
 ``properties``, ``additionalProperties``, ``items``, ``enum``, ``minimum``, ``maximum``,
-``minItems``); ``validate`` uses the ``jsonschema`` package when it is installed and a
-built-in checker of that subset otherwise, so both give the same verdicts.
+``minItems``), checked by the built-in :func:`validate`, which refuses a schema that uses any
+other keyword rather than ignore it. Built in rather than the ``jsonschema`` package because a
+plain install (no extras) validates too: ``evaluate-classifier`` and ``benchmark`` check what they
+write, and ``publish`` checks the documents it uploads.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import math
 import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
+
+from ..files import write_text
 
 SCHEMA_VERSION = 1
 
@@ -53,15 +57,23 @@ def nullable(schema: Dict[str, Any]) -> Dict[str, Any]:
     return {**schema, "type": types + ["null"]}
 
 
+def document(kind: str, properties: Dict[str, Any]) -> Dict[str, Any]:
+    """A top-level document: ``schema_version``, ``kind`` and ``created_utc``, then ``properties``."""
+    header = {
+        "schema_version": {"type": "integer", "enum": [SCHEMA_VERSION]},
+        "kind": {"type": "string", "enum": [kind]},
+        "created_utc": STRING,
+    }
+    return obj({**header, **properties})
+
+
 # ----------------------------------------------------------------------------- documents
 
 PER_CLASS = obj({"precision": RATIO, "recall": RATIO, "f1": RATIO, "support": COUNT})
 
-CLASSIFIER_SCHEMA = obj(
+CLASSIFIER_SCHEMA = document(
+    "classifier_evaluation",
     {
-        "schema_version": {"type": "integer", "enum": [SCHEMA_VERSION]},
-        "kind": {"type": "string", "enum": ["classifier_evaluation"]},
-        "created_utc": STRING,
         "model": STRING,
         "data_source": STRING,
         "split": STRING,
@@ -90,11 +102,9 @@ CLASSIFIER_SCHEMA = obj(
     }
 )
 
-GENERATOR_SCHEMA = obj(
+GENERATOR_SCHEMA = document(
+    "generator_evaluation",
     {
-        "schema_version": {"type": "integer", "enum": [SCHEMA_VERSION]},
-        "kind": {"type": "string", "enum": ["generator_evaluation"]},
-        "created_utc": STRING,
         "model": STRING,
         "classifier": STRING,
         "data_source": STRING,
@@ -176,11 +186,9 @@ GENERATOR_RUN = obj(
     }
 )
 
-BENCHMARK_SCHEMA = obj(
+BENCHMARK_SCHEMA = document(
+    "inference_benchmark",
     {
-        "schema_version": {"type": "integer", "enum": [SCHEMA_VERSION]},
-        "kind": {"type": "string", "enum": ["inference_benchmark"]},
-        "created_utc": STRING,
         "seed": INTEGER,
         "environment": obj(
             {
@@ -220,6 +228,21 @@ SCHEMAS = {"classifier": CLASSIFIER_SCHEMA, "generator": GENERATOR_SCHEMA, "benc
 
 class SchemaValidationError(ValueError):
     """A document does not match its schema; the message names the JSON path."""
+
+
+KEYWORDS = frozenset({"type", "required", "properties", "additionalProperties", "items", "enum", "minimum",
+                      "maximum", "minItems"})
+
+
+def _unsupported_keywords(schema: Dict[str, Any], path: str = "$") -> List[str]:
+    """Keywords of ``schema`` (and of its sub-schemas) that :func:`validate` does not check."""
+    found = [f"{path}: {key!r}" for key in sorted(set(schema) - KEYWORDS)]
+    subschemas = [(f"{path}.{key}", sub) for key, sub in schema.get("properties", {}).items()]
+    subschemas += [(f"{path}[]", schema.get("items")), (f"{path}.*", schema.get("additionalProperties"))]
+    for where, sub in subschemas:
+        if isinstance(sub, dict):
+            found += _unsupported_keywords(sub, where)
+    return found
 
 
 def _type_ok(value: Any, name: str) -> bool:
@@ -291,33 +314,20 @@ def _non_finite(value: Any, path: str) -> List[str]:
     return []
 
 
-def validate(doc: Any, schema: Dict[str, Any], use_jsonschema: Optional[bool] = None) -> None:
+def validate(doc: Any, schema: Dict[str, Any]) -> None:
     """Raise :class:`SchemaValidationError` unless ``doc`` matches ``schema`` and is finite.
 
-    ``use_jsonschema``: ``None`` uses the ``jsonschema`` package when importable; ``False``
-    forces the built-in checker.
+    A schema using a keyword outside the supported subset is a programming error (``TypeError``).
     """
-    found = _non_finite(doc, "$")
-    validator = None
-    if use_jsonschema is not False:
-        try:
-            import jsonschema
-        except ImportError:
-            if use_jsonschema:
-                raise
-        else:
-            validator = jsonschema.Draft202012Validator(schema)
-    if validator is not None:
-        found += [f"$.{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)]
-    else:
-        found += _errors(doc, schema, "$")
+    unsupported = _unsupported_keywords(schema)
+    if unsupported:
+        raise TypeError(f"schema keywords not supported by tiny_cats.evaluation.schemas: {', '.join(unsupported)}")
+    found = _non_finite(doc, "$") + _errors(doc, schema, "$")
     if found:
         raise SchemaValidationError(f"{len(found)} schema error(s): " + "; ".join(found[:10]))
 
 
 def write_json(doc: Dict[str, Any], path: os.PathLike, schema: Dict[str, Any]) -> Path:
     """Validate, then write via a temp file and ``os.replace``: readers never see half a file."""
-    from .common import write_text
-
     validate(doc, schema)
     return write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", path)

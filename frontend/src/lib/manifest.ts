@@ -1,4 +1,4 @@
-/** `onnx/manifest.json` (written by `tiny-cats export`, see tiny_cats/onnx_export.py) and where to find it. */
+/** `onnx/manifest.json` (written by `tiny-cats export`, see tiny_cats/onnx/manifest.py) and where to find it. */
 import type { FlowMatchConfig } from './scheduler';
 import type { Preprocessing } from './preprocess';
 

@@ -7,13 +7,13 @@
   (guidance, scheduler, seeding) samples with ONNX Runtime.
 - :func:`load_onnx_generator`: that pipeline built from ``onnx/manifest.json`` alone, the way
   the browser app builds its own.
+- :func:`ort_session`: the one place an ``onnxruntime.InferenceSession`` is made (CPU, thread cap).
 
 Paths come from :mod:`tiny_cats.layout`; ``package_dir`` is a model package root.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Optional, Union
@@ -21,7 +21,8 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from .layout import CLASSIFIER_ONNX, CLASSIFIER_ONNX_INT8, GENERATOR_ONNX, GENERATOR_ONNX_INT8, ONNX_MANIFEST
+from ..layout import CLASSIFIER_ONNX, CLASSIFIER_ONNX_INT8, GENERATOR_ONNX, GENERATOR_ONNX_INT8
+from .manifest import read_manifest
 
 PathLike = Union[str, os.PathLike]
 # ONNX output name of the denoiser: ONNX forbids an output named like the input "sample".
@@ -52,13 +53,6 @@ def ort_session(path: PathLike, num_threads: Optional[int] = None):
     return ort.InferenceSession(str(path), sess_options=session_options(num_threads), providers=["CPUExecutionProvider"])
 
 
-def read_manifest(package_dir: PathLike) -> dict:
-    path = Path(package_dir) / ONNX_MANIFEST
-    if not path.is_file():
-        raise FileNotFoundError(f"no ONNX manifest at {path}; run `tiny-cats export` first")
-    return json.loads(path.read_text())
-
-
 def load_onnx_classifier(
     package_dir: PathLike,
     quantized: bool = False,
@@ -73,7 +67,7 @@ def load_onnx_classifier(
     """
     from optimum.onnxruntime import ORTModelForImageClassification
 
-    from . import TinyCatsConfig
+    from .. import TinyCatsConfig
 
     config = TinyCatsConfig.from_pretrained(config_dir or package_dir)
     session = ort_session(Path(package_dir) / (CLASSIFIER_ONNX_INT8 if quantized else CLASSIFIER_ONNX), num_threads)
@@ -89,7 +83,7 @@ def onnx_image_classifier(
     """``transformers.pipeline("image-classification")`` running the ONNX classifier."""
     import transformers
 
-    from . import TinyCatsImageProcessor
+    from .. import TinyCatsImageProcessor
 
     model = load_onnx_classifier(package_dir, quantized, config_dir, num_threads)
     processor = TinyCatsImageProcessor.from_pretrained(config_dir or package_dir)
@@ -155,7 +149,7 @@ def scheduler_from_manifest(generator: dict):
 
 def load_onnx_generator(package_dir: PathLike, quantized: bool = False, num_threads: Optional[int] = None):
     """A :class:`TinyDiTPipeline` whose denoiser runs in ONNX Runtime, built from the manifest only."""
-    from .generator.pipeline_tiny_dit import TinyDiTPipeline
+    from ..generator.pipeline_tiny_dit import TinyDiTPipeline
 
     generator = read_manifest(package_dir)["generator"]
     relative = GENERATOR_ONNX_INT8 if quantized else GENERATOR_ONNX

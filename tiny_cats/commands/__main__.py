@@ -1,0 +1,7 @@
+"""``python -m tiny_cats.commands``: the ``tiny-cats`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,86 @@
+"""``tiny-cats evaluate-generator``: FID/KID/precision/recall and breed accuracy of generated cats.
+
+Writes ``evaluation/generator.json`` and the grids under ``--output``; see
+:mod:`tiny_cats.evaluation.run_generator_eval`. Needs the eval extra.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import layout
+from ..evaluation.settings import DEFAULT_CACHE_DIR, DEFAULT_SAMPLES_PER_BREED
+from .common import (
+    DATA_HELP,
+    OUTPUT_HELP,
+    CommandError,
+    add_model_option,
+    extra_hint,
+    format_table,
+    guidance_scale,
+    positive_int,
+    require_extra,
+    resolve_output,
+)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "evaluate-generator", allow_abbrev=False,
+        help=f"FID/KID/precision/recall and breed accuracy of samples ({extra_hint('eval')})",
+        description="Generate cats of every breed and score them against real photos. "
+        f"This command {extra_hint('eval')}.")
+    add_model_option(p, "generator")
+    add_model_option(p, "classifier", " judging the breeds")
+    p.add_argument("--data", help=DATA_HELP)
+    p.add_argument("--output", help=OUTPUT_HELP)
+    p.add_argument("--samples-per-breed", type=positive_int, default=DEFAULT_SAMPLES_PER_BREED,
+                   help=f"images per breed (default {DEFAULT_SAMPLES_PER_BREED}; ~0.25 s of Inception per image)")
+    p.add_argument("--steps", type=positive_int, default=25)
+    p.add_argument("--guidance", type=guidance_scale, default=4.0,
+                   help="guidance scale, finite, >= 0; 1.0 turns guidance off")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=positive_int, default=25)
+    p.add_argument("--cache-dir", help=f"real-feature cache (default: OUTPUT/{DEFAULT_CACHE_DIR}, "
+                   f"or ./{DEFAULT_CACHE_DIR} when --output is not given)")
+    p.add_argument("--onnx", choices=("fp32", "int8"),
+                   help='run the denoiser exported under --onnx-dir in ONNX Runtime instead of --generator '
+                   '(needs: pip install "tiny-cats[onnx]")')
+    p.add_argument("--onnx-dir", default=".", help="package folder holding onnx/ (default .)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=run)
+
+
+def summary(doc: dict) -> str:
+    rows = [
+        ("images generated", doc.get("num_generated")),
+        ("FID", doc.get("fid")),
+        ("KID", doc.get("kid_mean")),
+        ("precision", doc.get("precision")),
+        ("recall", doc.get("recall")),
+        ("breed accuracy", (doc.get("breed_accuracy") or {}).get("overall")),
+        ("classifier-based score", doc.get("classifier_based_score")),
+        ("seconds", doc.get("seconds")),
+    ]
+    return format_table(("generator", "value"), rows)
+
+
+def run(args) -> int:
+    require_extra("eval", "evaluate-generator")
+    if args.onnx:
+        if args.generator:
+            raise CommandError("evaluate-generator: --onnx runs the export under --onnx-dir; drop --generator")
+        require_extra("onnx", "evaluate-generator --onnx")
+    if args.cache_dir is None and args.output is None:
+        args.cache_dir = DEFAULT_CACHE_DIR  # one real-feature cache for every fresh output folder
+    output = resolve_output(args, "evaluate-generator")
+    from ..evaluation.run_generator_eval import evaluate_generator
+
+    doc = evaluate_generator(
+        model=args.onnx_dir if args.onnx else args.generator, classifier=args.classifier, data=args.data,
+        output_dir=output, samples_per_breed=args.samples_per_breed, steps=args.steps, guidance=args.guidance,
+        seed=args.seed, batch_size=args.batch_size, cache_dir=args.cache_dir, progress=not args.quiet, onnx=args.onnx,
+    )
+    print(summary(doc))
+    print(f"wrote {Path(output) / layout.GENERATOR_EVALUATION}")
+    return 0
