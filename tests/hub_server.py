@@ -413,7 +413,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             lines = [json.loads(line) for line in self.body.splitlines() if line.strip()]
         except ValueError as err:
-            raise HubError(400, f"Invalid NDJSON commit payload: {err}")
+            raise HubError(400, f"Invalid NDJSON commit payload: {err}") from None
         if not lines or lines[0].get("key") != "header" or not lines[0]["value"].get("summary"):
             raise HubError(400, "The first NDJSON line must be a header with a non-empty summary")
         header, ops = lines[0]["value"], []
@@ -426,7 +426,7 @@ class _Handler(BaseHTTPRequestHandler):
                 try:
                     data = base64.b64decode(value.get("content", ""), validate=True)
                 except binascii.Error:
-                    raise HubError(400, f"Invalid base64 content for {path}")
+                    raise HubError(400, f"Invalid base64 content for {path}") from None
                 ops.append((key, path, data))
             elif key in ("deletedFile", "deletedFolder"):
                 ops.append((key, path, None))
