@@ -4,6 +4,7 @@ import io
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from tiny_cats import TinyCatsImageProcessor
@@ -100,3 +101,99 @@ def test_processor_array_layouts():
         processor([])
     with pytest.raises(ValueError, match="channels"):
         processor(np.zeros((10, 12, 5), np.uint8))
+
+
+# --------------------------------------------------------------- BaseImageProcessor conventions
+
+
+def reference_pixels(image: Image.Image, size, mean=(0.5,) * 3, std=(0.5,) * 3, resample=Image.BICUBIC):
+    """The processor's documented numerics: PIL resize of 8-bit RGB, / 255 in float32, (x - mean) / std."""
+    resized = np.asarray(image.convert("RGB").resize((size[1], size[0]), resample), dtype=np.float32) / 255.0
+    return ((resized - np.float32(mean)) / np.float32(std)).transpose(2, 0, 1)
+
+
+def photo(width=37, height=23, seed=0):
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def test_processor_settings_are_attributes_with_transformers_names():
+    processor = TinyCatsImageProcessor()
+    assert processor.do_resize is True and processor.size == {"height": 224, "width": 224}
+    assert processor.resample == Image.BICUBIC and processor.do_rescale is True and processor.rescale_factor == 1 / 255
+    assert processor.do_normalize is True and processor.image_mean == [0.5] * 3 and processor.image_std == [0.5] * 3
+    assert TinyCatsImageProcessor(size=32).size == {"height": 32, "width": 32}
+    assert TinyCatsImageProcessor(size={"shortest_edge": 20}).size == {"height": 20, "width": 20}
+    processor.size = 12  # an int set later still means a square
+    assert processor.size == {"height": 12, "width": 12}
+    with pytest.raises(ValueError, match="size must"):
+        TinyCatsImageProcessor(size={"longest": 3})
+
+
+def test_old_saved_config_with_an_int_size_loads_as_a_square(tmp_path):
+    import json
+
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(
+        {"image_processor_type": "TinyCatsImageProcessor", "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+         "size": 24}))
+    processor = TinyCatsImageProcessor.from_pretrained(tmp_path)
+    assert processor.size == {"height": 24, "width": 24} and processor.do_resize and processor.resample == Image.BICUBIC
+    assert TinyCatsImageProcessor.from_pretrained(tmp_path, size=16).size == {"height": 16, "width": 16}
+    processor.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "preprocessor_config.json").read_text())["size"] == {"height": 24, "width": 24}
+
+
+def test_default_numerics_are_the_documented_ones():
+    image = photo()
+    pixels = TinyCatsImageProcessor(size=16)(image)["pixel_values"]
+    assert pixels.dtype == torch.float32
+    np.testing.assert_array_equal(pixels[0].numpy(), reference_pixels(image, (16, 16)))  # bit for bit
+
+
+def test_every_setting_can_be_overridden_per_call_without_changing_the_processor():
+    image = photo()
+    processor = TinyCatsImageProcessor(size=16)
+    before = processor.to_dict()
+    call = lambda **kw: processor(image, return_tensors="np", **kw)["pixel_values"][0]  # noqa: E731
+    np.testing.assert_array_equal(call(size={"height": 8, "width": 12}), reference_pixels(image, (8, 12)))
+    np.testing.assert_array_equal(call(size=10), reference_pixels(image, (10, 10)))
+    np.testing.assert_array_equal(call(image_mean=[0.1, 0.2, 0.3], image_std=[0.2, 0.3, 0.4]),
+                                  reference_pixels(image, (16, 16), (0.1, 0.2, 0.3), (0.2, 0.3, 0.4)))
+    np.testing.assert_array_equal(call(image_mean=0, image_std=1),
+                                  reference_pixels(image, (16, 16), (0,) * 3, (1,) * 3))
+    np.testing.assert_array_equal(call(resample=Image.NEAREST),
+                                  reference_pixels(image, (16, 16), resample=Image.NEAREST))
+    np.testing.assert_array_equal(call(do_normalize=False), reference_pixels(image, (16, 16), (0,) * 3, (1,) * 3))
+    unscaled = call(do_normalize=False, do_rescale=False)
+    assert unscaled.max() > 1 and np.array_equal(unscaled, np.rint(unscaled))  # 8-bit values as floats
+    np.testing.assert_allclose(call(do_normalize=False, rescale_factor=1 / 510), unscaled / 510, rtol=1e-6)
+    assert call(do_resize=False).shape == (3, 23, 37)
+    assert processor.to_dict() == before
+
+
+def test_return_tensors_follows_transformers_conventions():
+    images = [photo(seed=1), photo(50, 10, seed=2)]
+    processor = TinyCatsImageProcessor(size=8)
+    listed = processor(images, return_tensors=None)["pixel_values"]
+    assert isinstance(listed, list) and all(isinstance(a, np.ndarray) and a.shape == (3, 8, 8) for a in listed)
+    stacked = processor(images, return_tensors="np")["pixel_values"]
+    assert isinstance(stacked, np.ndarray) and stacked.shape == (2, 3, 8, 8)
+    tensor = processor(images)["pixel_values"]  # default: "pt", as before
+    assert isinstance(tensor, torch.Tensor) and torch.equal(tensor, torch.from_numpy(stacked))
+    assert torch.equal(processor(images, return_tensors="pt")["pixel_values"], tensor)
+    assert processor(images, data_format="channels_last", return_tensors="np")["pixel_values"].shape == (2, 8, 8, 3)
+    unresized = processor(images, do_resize=False, return_tensors=None)["pixel_values"]
+    assert [a.shape for a in unresized] == [(3, 23, 37), (3, 10, 50)]
+    with pytest.raises(ValueError, match="cannot be stacked"):
+        processor(images, do_resize=False)
+
+
+def test_input_data_format_fixes_an_ambiguous_layout():
+    array = np.random.default_rng(0).integers(0, 256, (3, 5, 3), dtype=np.uint8)  # CHW or HWC?
+    processor = TinyCatsImageProcessor(size=4, do_resize=False)
+    assert processor(array, input_data_format="channels_last")["pixel_values"].shape == (1, 3, 3, 5)
+    assert processor(array, input_data_format="channels_first")["pixel_values"].shape == (1, 3, 5, 3)
+
+
+def test_unknown_processor_arguments_are_named_in_a_warning():
+    with pytest.warns(UserWarning, match="extra_argument"):
+        TinyCatsImageProcessor(size=8)(photo(), extra_argument=True)

@@ -1,8 +1,8 @@
 """tiny-cats: classify Oxford-IIIT Pet cat breeds and generate cats of a chosen breed.
 
 Importing the package registers the classifier with transformers' Auto classes, so
-``AutoModelForImageClassification.from_pretrained`` and ``pipeline("image-classification")``
-find it without ``trust_remote_code``.
+``AutoModelForImageClassification.from_pretrained``, ``AutoModel.from_pretrained`` (the backbone,
+:class:`TinyCatsModel`) and ``pipeline("image-classification")`` find it without ``trust_remote_code``.
 
 The import itself is cheap (no torch, no transformers), so that ``tiny-cats --help`` answers at
 once: the names below are loaded on first use, and the registration runs as soon as transformers
@@ -24,6 +24,7 @@ _EXPORTS = {
     "label_to_id": ".classifier.labels",
     "TinyCatsConfig": ".classifier.configuration_tiny_cats",
     "TinyCatsForImageClassification": ".classifier.modeling_tiny_cats",
+    "TinyCatsModel": ".classifier.modeling_tiny_cats",
     "TinyCatsImageProcessor": ".classifier.image_processing_tiny_cats",
     "TinyDiTPipeline": ".generator.pipeline_tiny_dit",
     "TinyDiTTransformer2DModel": ".generator.modeling_tiny_dit",
@@ -93,7 +94,7 @@ _executing = 0  # tiny_cats submodules being executed right now
 
 
 def register_auto_classes() -> None:
-    """Register the classifier's config, model and image processor with transformers' Auto classes.
+    """Register the classifier's config, models and image processor with transformers' Auto classes.
 
     Idempotent; runs by itself once both tiny_cats and transformers are imported.
     """
@@ -102,17 +103,19 @@ def register_auto_classes() -> None:
         return
     _registered, _pending = True, False
     try:
-        from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
+        from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
 
         from .classifier.configuration_tiny_cats import TinyCatsConfig
         from .classifier.image_processing_tiny_cats import TinyCatsImageProcessor
-        from .classifier.modeling_tiny_cats import TinyCatsForImageClassification
+        from .classifier.modeling_tiny_cats import TinyCatsForImageClassification, TinyCatsModel
 
         AutoConfig.register(TinyCatsConfig.model_type, TinyCatsConfig, exist_ok=True)
+        AutoModel.register(TinyCatsConfig, TinyCatsModel, exist_ok=True)
         AutoModelForImageClassification.register(TinyCatsConfig, TinyCatsForImageClassification, exist_ok=True)
         AutoImageProcessor.register(TinyCatsConfig, slow_image_processor_class=TinyCatsImageProcessor, exist_ok=True)
         # save_pretrained then writes auto_map and copies the code files, for trust_remote_code users.
         TinyCatsConfig.register_for_auto_class()
+        TinyCatsModel.register_for_auto_class("AutoModel")
         TinyCatsForImageClassification.register_for_auto_class("AutoModelForImageClassification")
         TinyCatsImageProcessor.register_for_auto_class("AutoImageProcessor")
     except BaseException:

@@ -2,7 +2,8 @@
 
 The pip package (Apache-2.0) carries one ``.pth`` state dict in the naming of the original
 PyTorch port (``_conv_stem``, ``_blocks.N._depthwise_conv``...). This module renames those
-tensors onto :class:`~tiny_cats.classifier.modeling_tiny_cats.EfficientNetLite0Backbone`, offline.
+tensors onto :class:`~tiny_cats.classifier.modeling_tiny_cats.EfficientNetLite0Encoder` (the ``encoder``
+of :class:`~tiny_cats.classifier.modeling_tiny_cats.TinyCatsModel`), offline.
 The 1000-way ImageNet head (``_fc``) is dropped: tiny-cats has its own 13-way head.
 """
 
@@ -32,7 +33,10 @@ def efficientnet_lite0_weights_path() -> str:
 
 
 def convert_efficientnet_lite0_state_dict(original: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """Rename an original EfficientNet-Lite0 state dict to the backbone's parameter names."""
+    """Rename an original EfficientNet-Lite0 state dict to the encoder's parameter names.
+
+    The names are relative to the encoder; in a saved classifier they sit under ``tiny_cats.encoder.``.
+    """
     converted = {}
     for key, tensor in original.items():
         if key.startswith("_fc."):
@@ -50,8 +54,8 @@ def convert_efficientnet_lite0_state_dict(original: Dict[str, torch.Tensor]) -> 
 
 
 def load_imagenet_backbone(model) -> None:
-    """Copy the ImageNet weights into ``model.backbone`` (a TinyCatsForImageClassification)."""
+    """Copy the ImageNet weights into the encoder of ``model`` (a TinyCatsForImageClassification or TinyCatsModel)."""
     if model.config.backbone != "efficientnet_lite0":
         raise ValueError(f"ImageNet weights exist only for efficientnet_lite0, not {model.config.backbone!r}")
     original = torch.load(efficientnet_lite0_weights_path(), map_location="cpu", weights_only=True)
-    model.backbone.load_state_dict(convert_efficientnet_lite0_state_dict(original), strict=True)
+    model.base_model.encoder.load_state_dict(convert_efficientnet_lite0_state_dict(original), strict=True)

