@@ -11,6 +11,7 @@ from tiny_cats.generator.modeling_tiny_dit import TinyDiTTransformer2DModel
 from tiny_cats.generator.pipeline_tiny_dit import TinyDiTPipeline
 
 from .conftest import BLOCK_TINY_CATS, PYTHON, child_env, tiny_pipeline
+from .hub_server import local_hub  # noqa: F401  (pytest fixture)
 
 
 def test_fresh_model_is_identity_free_and_predicts_zero():
@@ -168,3 +169,192 @@ def test_x_prediction_returns_the_velocity_of_its_x0():
     x = torch.randn(2, 3, 16, 16)
     out = model(x, torch.tensor([500.0, 10.0]), torch.tensor([0, 1])).sample  # untrained: x0_hat = 0
     assert torch.allclose(out[0], x[0] / 0.5) and torch.allclose(out[1], x[1] / 0.05)  # t clamped at min_sigma
+
+
+# ------------------------------------------------------------------------ loading: diffusers' own loader
+
+
+def test_from_pretrained_is_diffusers_loader_with_the_packages_classes(pipeline_dir):
+    """No trust_remote_code, no second copy of the code: the folder's code files are for plain DiffusionPipeline."""
+    loaded = TinyDiTPipeline.from_pretrained(pipeline_dir)
+    assert type(loaded) is TinyDiTPipeline and type(loaded.transformer) is TinyDiTTransformer2DModel
+    assert loaded.labels == tiny_pipeline().labels
+
+
+def test_from_pretrained_accepts_diffusers_loading_options(pipeline_dir, tmp_path):
+    # variant: a second set of weights beside the first, picked by name
+    other = tiny_pipeline()
+    with torch.no_grad():
+        other.transformer.proj_out.bias.fill_(0.25)
+    import shutil
+
+    folder = tmp_path / "pipe"
+    shutil.copytree(pipeline_dir, folder)
+    other.transformer.save_pretrained(folder / "transformer", variant="ema")
+    plain = TinyDiTPipeline.from_pretrained(folder, use_safetensors=True, low_cpu_mem_usage=False)
+    ema = TinyDiTPipeline.from_pretrained(folder, variant="ema")
+    assert torch.equal(plain.transformer.proj_out.bias, tiny_pipeline().transformer.proj_out.bias)
+    assert torch.all(ema.transformer.proj_out.bias == 0.25)
+    # a torch_dtype per component, and a device map
+    half = TinyDiTPipeline.from_pretrained(folder, torch_dtype={"transformer": torch.bfloat16, "default": torch.float32})
+    assert half.transformer.dtype == torch.bfloat16
+    assert TinyDiTPipeline.from_pretrained(folder, device_map="cpu").transformer.device.type == "cpu"
+
+
+def test_from_pretrained_reads_a_dduf_file(pipeline_dir, tmp_path):
+    from huggingface_hub import export_folder_as_dduf
+
+    export_folder_as_dduf(str(tmp_path / "pipe.dduf"), str(pipeline_dir))
+    loaded = TinyDiTPipeline.from_pretrained(tmp_path, dduf_file="pipe.dduf")
+    loaded.set_progress_bar_config(disable=True)
+    kwargs = dict(num_inference_steps=2, output_type="np")
+    np.testing.assert_allclose(loaded("Birman", generator=torch.manual_seed(1), **kwargs).images,
+                               tiny_pipeline()("Birman", generator=torch.manual_seed(1), **kwargs).images, atol=1e-6)
+
+
+def test_from_pretrained_downloads_a_hub_repo_without_remote_code(pipeline_dir, local_hub):  # noqa: F811
+    from huggingface_hub import HfApi
+
+    api = HfApi(token="hf_test_token")
+    api.create_repo("tester/tiny-dit")
+    api.upload_folder(repo_id="tester/tiny-dit", folder_path=str(pipeline_dir))
+    loaded = TinyDiTPipeline.from_pretrained("tester/tiny-dit")
+    assert type(loaded.transformer) is TinyDiTTransformer2DModel
+    assert torch.equal(loaded.transformer.proj_out.weight, tiny_pipeline().transformer.proj_out.weight)
+
+
+# ------------------------------------------------------------------------- __call__: diffusers' contract
+
+
+def test_latents_replace_the_sampled_noise():
+    pipe = tiny_pipeline()
+    kwargs = dict(num_inference_steps=3, output_type="np")
+    noise = torch.randn(2, 3, 16, 16, generator=torch.manual_seed(5))
+    from_generator = pipe(["Bengal", "Siamese"], generator=torch.manual_seed(5), **kwargs).images
+    from_latents = pipe(["Bengal", "Siamese"], latents=noise.clone(), **kwargs).images
+    np.testing.assert_array_equal(from_generator, from_latents)
+    with pytest.raises(ValueError, match=r"^latents must have shape \(2, 3, 16, 16\) \(images, channels, side, side\), "
+                                         r"got \(1, 3, 16, 16\)$"):
+        pipe(["Bengal", "Siamese"], latents=noise[:1], **kwargs)
+
+
+def test_output_type_latent_is_the_unclamped_sample():
+    pipe = tiny_pipeline()
+    kwargs = dict(num_inference_steps=2, generator=torch.manual_seed(0))
+    latent = pipe("Bengal", output_type="latent", **kwargs).images
+    kwargs["generator"] = torch.manual_seed(0)
+    pt = pipe("Bengal", output_type="pt", **kwargs).images
+    assert torch.equal((latent / 2 + 0.5).clamp(0, 1), pt)
+    with pytest.raises(ValueError, match=r"^output_type must be 'pil', 'np', 'pt' or 'latent', got 'jpg'$"):
+        pipe("Bengal", output_type="jpg")
+
+
+def test_callback_on_step_end_sees_and_replaces_the_latents():
+    pipe = tiny_pipeline()
+    seen = []
+
+    def callback(p, step, timestep, tensors):
+        seen.append((step, float(timestep), sorted(tensors), p.guidance_scale, p.num_timesteps))
+        if step == p.num_timesteps - 1:
+            tensors["latents"] = torch.zeros_like(tensors["latents"])
+        return tensors
+
+    out = pipe("Persian", num_inference_steps=3, output_type="latent", callback_on_step_end=callback,
+               callback_on_step_end_tensor_inputs=["latents"]).images
+    assert [s[0] for s in seen] == [0, 1, 2] and all(s[2] == ["latents"] and s[4] == 3 for s in seen)
+    assert seen[0][1] > seen[1][1] > seen[2][1]  # timesteps go from noise to image
+    assert out.abs().sum() == 0
+    message = r"^callback_on_step_end_tensor_inputs must be among \['latents'\], got \['noise'\]$"
+    with pytest.raises(ValueError, match=message):
+        pipe("Persian", num_inference_steps=1, callback_on_step_end=callback,
+             callback_on_step_end_tensor_inputs=["noise"])
+
+
+def test_callback_can_change_guidance_and_interrupt():
+    pipe = tiny_pipeline()
+
+    def louder(p, step, timestep, tensors):
+        p._guidance_scale += 1.0
+        return tensors
+
+    pipe("Persian", num_inference_steps=3, guidance_scale=2.0, callback_on_step_end=louder)
+    assert pipe.guidance_scale == 5.0
+    calls = count_transformer_batches(pipe)
+
+    def stop(p, step, timestep, tensors):
+        p._interrupt = True
+        return tensors
+
+    pipe("Persian", num_inference_steps=4, callback_on_step_end=stop)
+    assert calls == [2]  # one guided step, then the loop skips the rest
+
+
+def count_transformer_batches(pipe):
+    """Record the batch size of every transformer call of ``pipe``."""
+    calls, forward = [], pipe.transformer.forward
+
+    def spy(sample, *args, **kwargs):
+        calls.append(sample.shape[0])
+        return forward(sample, *args, **kwargs)
+
+    pipe.transformer.forward = spy
+    return calls
+
+
+def test_guidance_interval_guides_only_inside_it_and_skips_the_unconditional_pass_outside():
+    pipe = tiny_pipeline()
+    calls = count_transformer_batches(pipe)
+    run = lambda **kw: pipe("Persian", num_inference_steps=6, guidance_scale=5.0,  # noqa: E731
+                            generator=torch.manual_seed(0), output_type="pt", **kw).images
+    everywhere = run()
+    assert calls == [2] * 6
+    calls.clear()
+    np.testing.assert_array_equal(run(guidance_interval=(0.0, 1.0)), everywhere)  # the whole range: same as None
+    assert calls == [2] * 6
+    calls.clear()
+    pipe.scheduler.set_timesteps(6)
+    sigmas = (pipe.scheduler.timesteps / 1000).tolist()
+    limited = run(guidance_interval=(0.3, 0.7))
+    assert calls == [2 if 0.3 < s <= 0.7 else 1 for s in sigmas] and 1 in calls and 2 in calls
+    assert not torch.equal(limited, everywhere)
+    calls.clear()
+    never = run(guidance_interval=(0.0, min(sigmas) / 2))  # no step that low: conditional only, like scale 1
+    assert calls == [1] * 6
+    np.testing.assert_array_equal(never, pipe("Persian", num_inference_steps=6, guidance_scale=1.0,
+                                              generator=torch.manual_seed(0), output_type="pt").images)
+
+
+@pytest.mark.parametrize("bad", [(0.5,), (0.7, 0.3), (-0.1, 0.5), (0.2, 1.5), (0.1, float("nan")), "0,1", (True, 1.0),
+                                 ("a", 1)])
+def test_bad_guidance_interval_is_a_one_line_error(bad):
+    message = r"^guidance_interval must be \(low, high\) with 0 <= low < high <= 1, got .*$"
+    with pytest.raises(ValueError, match=message):
+        tiny_pipeline()("Bengal", num_inference_steps=1, guidance_interval=bad)
+
+
+def test_dit_gradient_checkpointing_gives_the_same_gradients():
+    """Checkpointing changes no parameter name or numerics; backward gives the same gradients."""
+    kwargs = dict(sample_size=16, patch_size=4, hidden_size=32, num_layers=5, num_attention_heads=2, long_skip=True,
+                  final_conv=True)
+
+    def grads(checkpointing):
+        torch.manual_seed(0)
+        model = TinyDiTTransformer2DModel(**kwargs)
+        for param in model.parameters():
+            torch.nn.init.normal_(param, std=0.05)
+        names = [n for n, _ in model.named_parameters()]
+        if checkpointing:
+            model.enable_gradient_checkpointing()
+            assert model.is_gradient_checkpointing
+        model.train()
+        torch.manual_seed(1)
+        x, t, y = torch.randn(2, 3, 16, 16), torch.tensor([300.0, 700.0]), torch.tensor([1, 12])
+        loss = model(x, t, y).sample.square().mean()
+        loss.backward()
+        return loss, names, {n: p.grad for n, p in model.named_parameters()}
+
+    loss, names, plain = grads(False)
+    loss_ckpt, names_ckpt, ckpt = grads(True)
+    assert names == names_ckpt and torch.equal(loss, loss_ckpt)
+    for name in names:
+        assert torch.allclose(plain[name], ckpt[name], rtol=1e-5, atol=1e-8), name

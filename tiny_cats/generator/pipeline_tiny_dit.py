@@ -3,10 +3,13 @@
 The transformer predicts a rectified-flow velocity, so sampling uses diffusers'
 ``FlowMatchEulerDiscreteScheduler`` (any scheduler with the same ``step`` contract can be swapped
 in with ``Scheduler.from_config(pipe.scheduler.config)``). Classifier-free guidance runs the
-conditional and the null-label batch together and mixes them with ``guidance_scale``.
+conditional and the null-label batch together and mixes them with ``guidance_scale``, at every
+step or only within ``guidance_interval``. ``latents``, ``callback_on_step_end`` and
+``output_type="latent"`` follow the diffusers pipeline contract.
 
 Self-contained (its sibling ``modeling_tiny_dit.py`` travels with it), so that
-``DiffusionPipeline.from_pretrained(DIR, trust_remote_code=True)`` works without tiny-cats.
+``DiffusionPipeline.from_pretrained(DIR, trust_remote_code=True)`` works without tiny-cats;
+``TinyDiTPipeline.from_pretrained(DIR)`` is diffusers' own loader, with this module's classes.
 Breed names resolve against the pipeline's own ``id2label`` (saved in ``model_index.json``).
 """
 
@@ -18,19 +21,19 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
-import diffusers
 import torch
-from PIL import Image
 from diffusers import DiffusionPipeline, ImagePipelineOutput, ModelMixin, SchedulerMixin
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.utils.torch_utils import randn_tensor
+from PIL import Image
 
 from .modeling_tiny_dit import TinyDiTTransformer2DModel
 
 PIPELINE_MODULE = "pipeline_tiny_dit"
 TRANSFORMER_MODULE = "modeling_tiny_dit"
-_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "proxies")
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 MAX_IMAGES_PER_CALL = 4096
 # The classes of a pipeline built without ``id2label``: the 12 Oxford-IIIT Pet cat breeds, in the
 # order of the classifier's labels (a test keeps the two equal).
@@ -59,6 +62,7 @@ class TinyDiTPipeline(DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "transformer"
+    _callback_tensor_inputs = ["latents"]
 
     def __init__(self, transformer: ModelMixin, scheduler: SchedulerMixin, id2label: Optional[dict] = None):
         super().__init__()
@@ -98,6 +102,67 @@ class TinyDiTPipeline(DiffusionPipeline):
             raise ValueError("no breed given")
         return ids
 
+    @property
+    def guidance_scale(self) -> float:
+        """The classifier-free guidance scale of the running (or last) call; a step-end callback may change it."""
+        return self._guidance_scale
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        return self._guidance_scale > 1.0
+
+    @property
+    def num_timesteps(self) -> int:
+        return self._num_timesteps
+
+    @property
+    def interrupt(self) -> bool:
+        """Set ``pipe._interrupt = True`` in a step-end callback to skip the remaining steps."""
+        return self._interrupt
+
+    def prepare_latents(self, batch_size: int, num_channels: int, size: int, dtype, device, generator,
+                        latents: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The starting noise: ``latents`` if given (checked, moved to the model's device and dtype), else N(0, 1)."""
+        shape = (batch_size, num_channels, size, size)
+        if latents is not None:
+            if not isinstance(latents, torch.Tensor):
+                raise ValueError(f"latents must be a torch.Tensor, got {type(latents).__name__}")
+            if tuple(latents.shape) != shape:
+                raise ValueError(
+                    f"latents must have shape {shape} (images, channels, side, side), got {tuple(latents.shape)}"
+                )
+            return latents.to(device=device, dtype=dtype)
+        if isinstance(generator, list) and len(generator) != batch_size:
+            raise ValueError(f"{len(generator)} generators given for {batch_size} images; pass one, or one per image")
+        return randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+
+    @staticmethod
+    def check_guidance_interval(guidance_interval) -> Optional[tuple]:
+        """``None`` or ``(low, high)`` with ``0 <= low < high <= 1`` -> a tuple of floats; anything else is refused."""
+        if guidance_interval is None:
+            return None
+        message = f"guidance_interval must be (low, high) with 0 <= low < high <= 1, got {guidance_interval!r}"
+        if isinstance(guidance_interval, (str, bytes)) or not isinstance(guidance_interval, Sequence):
+            raise ValueError(message)
+        if len(guidance_interval) != 2:
+            raise ValueError(message)
+        try:
+            low, high = (float(v) for v in guidance_interval)
+        except (TypeError, ValueError):
+            raise ValueError(message) from None
+        if any(isinstance(v, bool) for v in guidance_interval) or not 0.0 <= low < high <= 1.0:  # NaN fails too
+            raise ValueError(message)
+        return low, high
+
+    def guided_at(self, timestep: torch.Tensor, guidance_interval: Optional[tuple]) -> bool:
+        """Whether this step runs classifier-free guidance: scale > 1, and sigma = t / 1000 in (low, high]."""
+        if self._guidance_scale <= 1.0:
+            return False
+        if guidance_interval is None:
+            return True
+        sigma = float(timestep) / self.scheduler.config.get("num_train_timesteps", 1000)
+        return guidance_interval[0] < sigma <= guidance_interval[1]
+
     @torch.no_grad()
     def __call__(
         self,
@@ -108,12 +173,35 @@ class TinyDiTPipeline(DiffusionPipeline):
         generator: Optional[Union[torch.Generator, List[torch.Generator]]] = None,
         output_type: str = "pil",
         return_dict: bool = True,
+        latents: Optional[torch.Tensor] = None,
+        guidance_interval: Optional[Tuple[float, float]] = None,
+        callback_on_step_end: Optional[Union[Callable[..., dict], PipelineCallback, MultiPipelineCallbacks]] = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ):
         """Generate ``num_images_per_breed`` images for each breed given.
 
-        ``guidance_scale`` <= 1 turns classifier-free guidance off (one forward per step); NaN,
-        infinite and negative values are refused with a ``ValueError``.
-        ``output_type``: ``"pil"`` (list of PIL images), ``"np"`` (N, H, W, 3) in [0, 1], ``"pt"`` (N, 3, H, W).
+        Args:
+            breed: a breed name or class id, or a list of them (see :meth:`get_label_ids`).
+            num_images_per_breed: images per breed; image ``i`` of breed ``b`` is at ``b * n + i``.
+            num_inference_steps: sampler steps.
+            guidance_scale: classifier-free guidance; <= 1 turns it off (one forward per step). NaN,
+                infinite and negative values are refused with a ``ValueError``.
+            generator: a ``torch.Generator``, or one per image, for reproducible noise.
+            output_type: ``"pil"`` (list of PIL images), ``"np"`` (N, H, W, 3) in [0, 1], ``"pt"``
+                (N, 3, H, W) in [0, 1], or ``"latent"``: the final sample as the model sees it (N, 3, H, W),
+                about [-1, 1], unclamped (this pipeline works in pixel space: its "latents" are images).
+            return_dict: an :class:`~diffusers.ImagePipelineOutput` (else a one-element tuple).
+            latents: starting noise of shape (number of images, channels, side, side) instead of
+                sampling it (``generator`` is then unused).
+            guidance_interval: ``(low, high)``, noise levels sigma = t / 1000 in [0, 1] (1 = pure noise):
+                guidance runs only at steps with ``low < sigma <= high``, elsewhere only the
+                conditional branch (one forward instead of two). ``None`` (default): at every step.
+                Guidance in a limited interval, Kynkäänniemi et al. 2024.
+            callback_on_step_end: called after each step as ``callback(pipe, step, timestep, kwargs)``
+                with ``kwargs`` holding the tensors named in ``callback_on_step_end_tensor_inputs``
+                (of :attr:`_callback_tensor_inputs`: ``"latents"``); the dict it returns may replace
+                them. It may also change ``pipe._guidance_scale`` or set ``pipe._interrupt``.
+            callback_on_step_end_tensor_inputs: see above.
         """
         try:
             guidance_value = float(guidance_scale)
@@ -125,37 +213,58 @@ class TinyDiTPipeline(DiffusionPipeline):
             raise ValueError(f"num_images_per_breed must be at least 1, got {num_images_per_breed}")
         if num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
-        if output_type not in ("pil", "np", "pt"):
-            raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be 'pil', 'np', 'pt' or 'latent', got {output_type!r}")
+        guidance_interval = self.check_guidance_interval(guidance_interval)
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        unknown = [k for k in callback_on_step_end_tensor_inputs or () if k not in self._callback_tensor_inputs]
+        if unknown:
+            raise ValueError(
+                f"callback_on_step_end_tensor_inputs must be among {self._callback_tensor_inputs}, got {unknown}"
+            )
         class_ids = [i for i in self.get_label_ids(breed) for _ in range(num_images_per_breed)]
         if len(class_ids) > MAX_IMAGES_PER_CALL:
             raise ValueError(f"{len(class_ids)} images asked in one call; at most {MAX_IMAGES_PER_CALL}")
-        size = self.transformer.config.sample_size
-        channels = self.transformer.config.in_channels
-        shape = (len(class_ids), channels, size, size)
-        sample = randn_tensor(shape, generator=generator, device=self._execution_device, dtype=self.transformer.dtype)
-        labels = torch.tensor(class_ids, device=self._execution_device)
-        use_guidance = guidance_scale > 1.0
-        if use_guidance:
-            labels = torch.cat([labels, torch.full_like(labels, self.transformer.null_class_id)])
+        self._guidance_scale = guidance_value
+        self._interrupt = False
+        device = self._execution_device
+        sample = self.prepare_latents(len(class_ids), self.transformer.config.in_channels,
+                                      self.transformer.config.sample_size, self.transformer.dtype, device,
+                                      generator, latents)
+        labels = torch.tensor(class_ids, device=device)
+        labels_with_null = torch.cat([labels, torch.full_like(labels, self.transformer.null_class_id)])
 
-        self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
-        for t in self.progress_bar(self.scheduler.timesteps):
-            model_input = torch.cat([sample, sample]) if use_guidance else sample
-            velocity = self.transformer(model_input, t.expand(model_input.shape[0]), labels).sample
-            if use_guidance:
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+        self._num_timesteps = len(timesteps)
+        for i, t in enumerate(self.progress_bar(timesteps)):
+            if self.interrupt:
+                continue
+            guided = self.guided_at(t, guidance_interval)
+            model_input = torch.cat([sample, sample]) if guided else sample
+            velocity = self.transformer(model_input, t.expand(model_input.shape[0]),
+                                        labels_with_null if guided else labels).sample
+            if guided:
                 cond, uncond = velocity.chunk(2)
-                velocity = uncond + guidance_scale * (cond - uncond)
+                velocity = uncond + self._guidance_scale * (cond - uncond)
             sample = self.scheduler.step(velocity, t, sample).prev_sample
+            if callback_on_step_end is not None:
+                tensors = {"latents": sample}
+                outputs = callback_on_step_end(self, i, t, {k: tensors[k] for k in callback_on_step_end_tensor_inputs})
+                sample = (outputs or {}).get("latents", sample)
 
-        images = (sample.float() / 2 + 0.5).clamp(0, 1)
         self.maybe_free_model_hooks()
-        if output_type == "pt":
-            result = images.cpu()
+        if output_type == "latent":
+            result = sample
         else:
-            result = images.cpu().permute(0, 2, 3, 1).numpy()
-            if output_type == "pil":
-                result = self.numpy_to_pil(result)
+            images = (sample.float() / 2 + 0.5).clamp(0, 1)
+            if output_type == "pt":
+                result = images.cpu()
+            else:
+                result = images.cpu().permute(0, 2, 3, 1).numpy()
+                if output_type == "pil":
+                    result = self.numpy_to_pil(result)
         if not return_dict:
             return (result,)
         return ImagePipelineOutput(images=result)
@@ -178,24 +287,33 @@ class TinyDiTPipeline(DiffusionPipeline):
         index["transformer"] = [TRANSFORMER_MODULE, type(self.transformer).__name__]
         index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
 
+    # Saved folders name the pipeline and the transformer by their code files (``["pipeline_tiny_dit",
+    # "TinyDiTPipeline"]``), which is what lets plain ``DiffusionPipeline`` load them as remote code.
+    # Loading through this class (``TinyDiTPipeline.from_pretrained``) reads those two entries as this
+    # module's own classes instead, so diffusers' loader does everything else (Hub downloads,
+    # ``variant``, ``torch_dtype`` dicts, ``device_map``, ``use_safetensors``, ``low_cpu_mem_usage``,
+    # ``dduf_file``...) without ``trust_remote_code`` and without importing a second copy of the code.
+
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], **kwargs) -> "TinyDiTPipeline":
-        """Load a local folder or Hub repo with this package's classes (no remote code needed)."""
-        hub_kwargs = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
-        torch_dtype = kwargs.pop("torch_dtype", None)
-        index = cls.load_config(pretrained_model_name_or_path, **hub_kwargs)
-        transformer = kwargs.pop("transformer", None)
-        if transformer is None:
-            transformer = TinyDiTTransformer2DModel.from_pretrained(
-                pretrained_model_name_or_path, subfolder="transformer", torch_dtype=torch_dtype, **hub_kwargs
-            )
-        scheduler = kwargs.pop("scheduler", None)
-        if scheduler is None:
-            scheduler_class = getattr(diffusers, index["scheduler"][1])
-            scheduler = scheduler_class.from_pretrained(pretrained_model_name_or_path, subfolder="scheduler", **hub_kwargs)
-        if kwargs:
-            raise TypeError(f"unexpected arguments: {sorted(kwargs)}")
-        return cls(transformer=transformer, scheduler=scheduler, id2label=index.get("id2label"))
+    def _dict_from_json_file(cls, json_file, *args, **kwargs) -> dict:
+        """``model_index.json`` as diffusers reads it, for downloads and loading: the pipeline is this class."""
+        config = super()._dict_from_json_file(json_file, *args, **kwargs)
+        if config.get("_class_name") == [PIPELINE_MODULE, cls.__name__]:
+            config["_class_name"] = cls.__name__
+        return config
+
+    @classmethod
+    def load_config(cls, *args, **kwargs):
+        """The index as ``from_pretrained`` loads it: the transformer is this module's sibling class.
+
+        (Not in ``_dict_from_json_file``: a Hub download must still see the transformer's code file named.)
+        """
+        loaded = super().load_config(*args, **kwargs)
+        config = loaded[0] if isinstance(loaded, tuple) else loaded
+        transformer_class = TinyDiTTransformer2DModel
+        if config.get("transformer") == [TRANSFORMER_MODULE, transformer_class.__name__]:
+            config["transformer"] = [transformer_class.__module__, transformer_class.__name__]
+        return loaded
 
 
 def images_to_grid(images: Sequence["Image.Image"], columns: int) -> "Image.Image":

@@ -96,7 +96,7 @@ class TinyDiTTransformer2DModel(ModelMixin, ConfigMixin):
         min_sigma: the smallest t used in that conversion.
     """
 
-    _supports_gradient_checkpointing = False
+    _supports_gradient_checkpointing = True  # per block (enable_gradient_checkpointing)
     PREDICTION_TYPES = ("velocity", "sample")
 
     @register_to_config
@@ -133,6 +133,7 @@ class TinyDiTTransformer2DModel(ModelMixin, ConfigMixin):
         num_skips = (num_layers - 1) // 2 if long_skip else 0
         self.skip_linears = nn.ModuleList(nn.Linear(2 * hidden_size, hidden_size) for _ in range(num_skips))
         self.conv_out = nn.Conv2d(out_channels, out_channels, 3, padding=1) if final_conv else None
+        self.gradient_checkpointing = False
         self.initialize_weights()
 
     @property
@@ -190,7 +191,10 @@ class TinyDiTTransformer2DModel(ModelMixin, ConfigMixin):
         for i, block in enumerate(self.blocks):
             if i >= first_out_block:
                 x = self.skip_linears[i - first_out_block](torch.cat([x, skips.pop()], dim=-1))
-            x = block(x, cond)
+            if self.gradient_checkpointing and torch.is_grad_enabled():
+                x = self._gradient_checkpointing_func(block, x, cond)
+            else:
+                x = block(x, cond)
             if i < num_skips:
                 skips.append(x)
         shift, scale = self.adaln_out(cond).chunk(2, dim=1)
