@@ -36,11 +36,11 @@ def register(subparsers) -> None:
     p.add_argument("--output", help=OUTPUT_HELP)
     p.add_argument("--samples-per-breed", type=positive_int, default=DEFAULT_SAMPLES_PER_BREED,
                    help=f"images per breed (default {DEFAULT_SAMPLES_PER_BREED}; ~0.25 s of Inception per image)")
-    p.add_argument("--steps", type=positive_int, default=25)
-    p.add_argument("--guidance", type=guidance_scale, default=4.0,
-                   help="guidance scale, finite, >= 0; 1.0 turns guidance off")
+    p.add_argument("--steps", type=positive_int, help="sampling steps (default: the pipeline's default)")
+    p.add_argument("--guidance", type=guidance_scale,
+                   help="guidance scale, finite, >= 0; 1.0 turns guidance off (default: the pipeline's default)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=positive_int, default=25)
+    p.add_argument("--batch-size", type=positive_int, default=84)
     p.add_argument("--cache-dir", help=f"real-feature cache (default: OUTPUT/{DEFAULT_CACHE_DIR}, "
                    f"or ./{DEFAULT_CACHE_DIR} when --output is not given)")
     p.add_argument("--onnx", choices=("fp32", "int8"),
@@ -58,7 +58,11 @@ def summary(doc: dict) -> str:
         ("KID", doc.get("kid_mean")),
         ("precision", doc.get("precision")),
         ("recall", doc.get("recall")),
+        ("real-vs-real floor FID", (doc.get("real_vs_real_floor") or {}).get("fid_real_a_vs_real_b")),
+        ("FID vs the floor's real set", (doc.get("real_vs_real_floor") or {}).get("fid_generated_vs_real_b")),
         ("breed accuracy", (doc.get("breed_accuracy") or {}).get("overall")),
+        ("judged not a cat", (doc.get("breed_accuracy") or {}).get("judged_not_a_cat")),
+        ("nearest-neighbour ratio (samples / held-back real)", (doc.get("memorisation") or {}).get("ratio")),
         ("classifier-based score", doc.get("classifier_based_score")),
         ("seconds", doc.get("seconds")),
     ]

@@ -77,11 +77,13 @@ NOTES = [
 
 
 def generate_samples(
-    pipe, samples_per_breed: int, steps: int, guidance: float, seed: int, batch_size: int, progress: bool = True
+    pipe, samples_per_breed: int, steps: int, guidance: float, seed: int, batch_size: int, progress: bool = True,
+    **call_kwargs,
 ) -> Dict[str, List[Image.Image]]:
     """``samples_per_breed`` PIL images per breed; breed i draws its noise from seed ``seed * 100 + i``,
-    so one breed's samples do not change when another breed is added or dropped."""
-    call = {"num_inference_steps": steps, "guidance_scale": guidance}
+    so one breed's samples do not change when another breed is added or dropped. ``call_kwargs`` go
+    to every pipeline call (e.g. ``guidance_interval``)."""
+    call = {"num_inference_steps": steps, "guidance_scale": guidance, **call_kwargs}
     pipe.set_progress_bar_config(disable=True)
     breeds = [b for b in CAT_BREEDS if b in pipe.labels]
     samples: Dict[str, List[Image.Image]] = {}
@@ -285,7 +287,7 @@ def write_grids(samples: Dict[str, List[Image.Image]], output_dir: Path) -> Dict
 
 def load_onnx_pipeline(package_dir: str, precision: str):
     """A TinyDiTPipeline whose denoiser is the package's ONNX export (fp32 or int8)."""
-    from ..onnx_runtime import load_onnx_generator
+    from ..onnx.runtime import load_onnx_generator
 
     if precision not in ("fp32", "int8"):
         raise ValueError(f"onnx precision must be 'fp32' or 'int8', got {precision!r}")

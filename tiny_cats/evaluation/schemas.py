@@ -16,7 +16,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from ..files import write_text
 
@@ -57,14 +57,15 @@ def nullable(schema: Dict[str, Any]) -> Dict[str, Any]:
     return {**schema, "type": types + ["null"]}
 
 
-def document(kind: str, properties: Dict[str, Any]) -> Dict[str, Any]:
-    """A top-level document: ``schema_version``, ``kind`` and ``created_utc``, then ``properties``."""
+def document(kind: str, properties: Dict[str, Any], optional: Sequence[str] = ()) -> Dict[str, Any]:
+    """A top-level document: ``schema_version``, ``kind`` and ``created_utc``, then ``properties``
+    (all required but the ``optional`` ones: fields added later, absent from older documents)."""
     header = {
         "schema_version": {"type": "integer", "enum": [SCHEMA_VERSION]},
         "kind": {"type": "string", "enum": [kind]},
         "created_utc": STRING,
     }
-    return obj({**header, **properties})
+    return obj({**header, **properties}, required=[k for k in {**header, **properties} if k not in optional])
 
 
 # ----------------------------------------------------------------------------- documents
@@ -138,11 +139,20 @@ GENERATOR_SCHEMA = document(
         "precision_recall_k": COUNT,
         "breed_accuracy": obj({"overall": RATIO, "judged_not_a_cat": RATIO, "per_breed": mapping(RATIO)}),
         "classifier_based_score": NUMBER,
+        # Two disjoint sets of real cats, the first as large as the generated set (null: too few real cats).
+        "real_vs_real_floor": nullable(obj({"num_real_a": COUNT, "num_real_b": COUNT, "fid_real_a_vs_real_b": NUMBER,
+                                            "fid_generated_vs_real_b": NUMBER})),
+        # Nearest training photos in feature space (null: no training record beside the model).
+        "memorisation": nullable(obj({"feature_space": STRING, "num_training_photos": COUNT,
+                                      "num_held_back_photos": COUNT, "held_back": STRING,
+                                      "mean_nn_distance_generated": NUMBER,
+                                      "mean_nn_distance_held_back_real": nullable(NUMBER), "ratio": nullable(NUMBER)})),
         "reference_cache": obj({"path": STRING, "reused": BOOLEAN, "num_files": COUNT}),
         "grids": obj({"all_breeds": STRING, "per_breed": mapping(STRING)}),
         "seconds": obj({"generation": NON_NEGATIVE, "features": NON_NEGATIVE, "total": NON_NEGATIVE}),
         "notes": array(STRING),
-    }
+    },
+    optional=("real_vs_real_floor", "memorisation"),
 )
 
 LATENCY = obj(
