@@ -104,3 +104,16 @@ def test_generator_holdout_is_fixed_per_breed_and_order_free():
     held = generator_holdout(files, labels, 3)
     assert len(held) == 6 and sum(f.startswith("Bengal") for f in held) == 3
     assert generator_holdout(files[::-1], labels[::-1], 3) == held
+
+
+def test_stratified_split_is_seeded_per_label_and_keeps_every_label_on_both_sides():
+    from tiny_cats.data import stratified_split
+
+    labels = [0] * 50 + [1] * 20 + [2] * 2 + [3] * 1
+    kept, held = stratified_split(labels, 0.1, seed=0)
+    assert sorted(kept + held) == list(range(len(labels))) and not set(kept) & set(held)
+    assert [sum(labels[i] == y for i in held) for y in range(4)] == [5, 2, 1, 0]  # at least 1, never all
+    assert stratified_split(labels, 0.1, seed=0) == (kept, held)
+    assert stratified_split(labels, 0.1, seed=1)[1] != held
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        stratified_split(labels, 1.0, seed=0)

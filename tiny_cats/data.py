@@ -19,9 +19,10 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import datasets
+import numpy as np
 from PIL import Image
 
 from .classifier.labels import LABELS, OTHER_ID, label_to_id, oxford_breed_from_filename
@@ -195,6 +196,27 @@ def as_stream(dataset: datasets.Dataset, num_shards: int, seed: int, buffer_size
     stream = dataset.to_iterable_dataset(num_shards=num_shards)
     # max_buffer_input_shards=1: the buffer reads one shard at a time, keeping the shards separate.
     return stream.shuffle(seed=seed, buffer_size=buffer_size, max_buffer_input_shards=1)
+
+
+def stratified_split(labels, fraction: float, seed: int) -> Tuple[List[int], List[int]]:
+    """Indices ``(kept, held_out)``: a seeded ``fraction`` of each label's items held out (e.g. for validation).
+
+    Each label holds out ``round(fraction x its count)`` items, but at least one and never all of
+    them when it has two or more, so every label is on both sides. The choice depends only on the
+    labels, the fraction and the seed. Byte-identical duplicate photos were collapsed when the
+    data was loaded, so a photo cannot be on both sides.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"the held-out fraction must be between 0 and 1, got {fraction}")
+    labels = list(labels)
+    rng = np.random.default_rng(seed)
+    held = []
+    for label in sorted(set(labels)):
+        members = [i for i, y in enumerate(labels) if y == label]
+        count = min(max(round(fraction * len(members)), 1), len(members) - 1)
+        held += rng.permutation(members)[:count].tolist()
+    held_set = set(held)
+    return [i for i in range(len(labels)) if i not in held_set], sorted(held)
 
 
 def generator_holdout(files, labels, per_breed: int) -> set:
