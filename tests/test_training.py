@@ -10,7 +10,8 @@ import torch
 
 from tiny_cats import TinyCatsForImageClassification
 from tiny_cats.generator.pipeline_tiny_dit import TinyDiTPipeline
-from tiny_cats.training_utils import list_checkpoints, parse_config
+from tiny_cats.training.checkpoints import list_checkpoints
+from tiny_cats.training.config import parse_config
 
 from .conftest import PYTHON, ROOT, child_env
 
@@ -141,17 +142,18 @@ def test_abbreviated_flags_are_refused(capsys):
 def test_resume_latest_without_checkpoint_says_so(tmp_path, caplog):
     from types import SimpleNamespace
 
-    from tiny_cats.training_utils import resume_state
+    from tiny_cats.training.checkpoints import resume
 
-    with caplog.at_level("WARNING", logger="tiny_cats.training_utils"):
-        state = resume_state(SimpleNamespace(is_main_process=True), tmp_path, "latest", 10)
+    cfg = train_dit.DiTTrainingConfig(output_dir=str(tmp_path), resume_from_checkpoint="latest")
+    with caplog.at_level("WARNING", logger="tiny_cats.training.checkpoints"):
+        state = resume(SimpleNamespace(is_main_process=True), cfg, 10)
     assert state.step == 0
     assert [r.getMessage() for r in caplog.records] == [
         f"--resume_from_checkpoint latest: no checkpoint in {tmp_path}, starting from scratch"]
 
 
 def test_checkpointing_note():
-    from tiny_cats.training_utils import checkpointing_note
+    from tiny_cats.training.accelerator import checkpointing_note
 
     cfg = train_classifier.ClassifierTrainingConfig(max_train_steps=20, checkpointing_steps=250)
     assert "the only checkpoint is written at the end" in checkpointing_note(cfg)
@@ -163,7 +165,7 @@ def test_safetensors_get_normal_file_modes(tmp_path):
 
     from safetensors.torch import save_file
 
-    from tiny_cats.training_utils import fix_file_modes, normal_file_mode
+    from tiny_cats.training.checkpoints import fix_file_modes, normal_file_mode
 
     (tmp_path / "sub").mkdir()
     save_file({"w": torch.zeros(2)}, tmp_path / "sub" / "m.safetensors")  # safetensors makes it 0600
@@ -189,23 +191,37 @@ def test_wrong_data_path_is_one_line(tmp_path):
     assert not any("Multiple distributions" in line for line in lines)
 
 
-def test_sigterm_checkpoints_then_resume_continues(pet_folder, tmp_path, monkeypatch):
+def sigterm_during_step(monkeypatch, script, step):
+    """Send this process SIGTERM while the script draws the random inputs of step ``step`` (1-based)."""
     import os
     import signal
 
-    from tiny_cats.training_utils import TrainingStopped, normal_file_mode
+    reseed = script.reseed
+
+    def reseed_then_signal(seed, step_index, micro_batch):
+        if step_index == step - 1 and micro_batch == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+        reseed(seed, step_index, micro_batch)
+
+    monkeypatch.setattr(script, "reseed", reseed_then_signal)
+
+
+def test_sigterm_checkpoints_then_resume_continues(pet_folder, tmp_path, monkeypatch):
+    import signal
+
+    from tiny_cats.training.checkpoints import normal_file_mode
+    from tiny_cats.training.stopping import TrainingStopped
 
     out = tmp_path / "clf"
     args = ["--data", str(pet_folder), "--output_dir", str(out), "--checkpointing_steps", "100", *TINY_CLASSIFIER]
-    real_hang = train_classifier.hang_for_tests
-    monkeypatch.setattr(train_classifier, "hang_for_tests",
-                        lambda where, step, o: os.kill(os.getpid(), signal.SIGTERM) if step == 2 else None)
-    with pytest.raises(TrainingStopped, match="stopped by SIGTERM at step 2") as info:
-        train_classifier.main(parse_config(train_classifier.ClassifierTrainingConfig, args + ["--max_train_steps", "5"]))
+    with monkeypatch.context() as patch:
+        sigterm_during_step(patch, train_classifier, 2)
+        with pytest.raises(TrainingStopped, match="stopped by SIGTERM at step 2") as info:
+            train_classifier.main(parse_config(train_classifier.ClassifierTrainingConfig,
+                                               args + ["--max_train_steps", "5"]))
     assert info.value.signum == signal.SIGTERM
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
     assert [p.name for p in list_checkpoints(out)] == ["checkpoint-2"]
-    monkeypatch.setattr(train_classifier, "hang_for_tests", real_hang)
     train_classifier.main(parse_config(train_classifier.ClassifierTrainingConfig,
                                        args + ["--max_train_steps", "3", "--resume_from_checkpoint", "latest"]))
     assert json.loads((out / "final" / "training_results.json").read_text())["steps"] == 3
@@ -214,22 +230,42 @@ def test_sigterm_checkpoints_then_resume_continues(pet_folder, tmp_path, monkeyp
 
 
 def test_dit_sigterm_checkpoints_then_resume_continues(pet_folder, tmp_path, monkeypatch):
-    import os
     import signal
 
-    from tiny_cats.training_utils import TrainingStopped, normal_file_mode
+    from tiny_cats.training.checkpoints import normal_file_mode
+    from tiny_cats.training.stopping import TrainingStopped
 
     out = tmp_path / "dit"
     args = ["--data", str(pet_folder), "--output_dir", str(out), "--checkpointing_steps", "100", *TINY_DIT]
-    real_hang = train_dit.hang_for_tests
-    monkeypatch.setattr(train_dit, "hang_for_tests",
-                        lambda where, step, o: os.kill(os.getpid(), signal.SIGTERM) if step == 2 else None)
-    with pytest.raises(TrainingStopped, match="stopped by SIGTERM at step 2"):
-        train_dit.main(parse_config(train_dit.DiTTrainingConfig, args + ["--max_train_steps", "5"]))
+    with monkeypatch.context() as patch:
+        sigterm_during_step(patch, train_dit, 2)
+        with pytest.raises(TrainingStopped, match="stopped by SIGTERM at step 2"):
+            train_dit.main(parse_config(train_dit.DiTTrainingConfig, args + ["--max_train_steps", "5"]))
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     assert [p.name for p in list_checkpoints(out)] == ["checkpoint-2"]
-    monkeypatch.setattr(train_dit, "hang_for_tests", real_hang)
     report = train_dit.main(parse_config(train_dit.DiTTrainingConfig,
                                          args + ["--max_train_steps", "3", "--resume_from_checkpoint", "latest"]))
     assert report["steps"] == 3
     assert {p.stat().st_mode & 0o777 for p in (out / "final").rglob("*.safetensors")} == {normal_file_mode()}
+
+
+@pytest.mark.slow
+def test_sigterm_in_a_launched_run_exits_with_128_plus_signal(pet_folder, tmp_path):
+    """The script's own exit: one line saying where it stopped, status 128 + 15, a checkpoint to resume from."""
+    import signal
+    import time
+
+    out = tmp_path / "dit"
+    command = [PYTHON, str(ROOT / "training" / "train_dit.py"), "--data", str(pet_folder), "--output_dir", str(out),
+               "--max_train_steps", "100000", "--checkpointing_steps", "100000", "--trace_dir", str(out), *TINY_DIT]
+    child = subprocess.Popen(command, env=child_env(tmp_path), cwd=ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not (out / "trace-rank0.jsonl").exists() and time.time() < deadline and child.poll() is None:
+        time.sleep(0.2)  # until the first step is done
+    child.send_signal(signal.SIGTERM)
+    _, stderr = child.communicate(timeout=240)
+    assert child.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("train_dit.py: stopped by SIGTERM at step ") and "--resume_from_checkpoint latest" in last
+    assert len(list_checkpoints(out)) == 1

@@ -17,21 +17,19 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from tiny_cats.training_utils import (
-    TrainState,
-    accumulation_steps,
-    list_checkpoints,
-    make_image_transform,
-    parse_config,
-    resolve_resume,
-    stream_steps_per_epoch,
-)
+from tiny_cats.generator.modeling_tiny_dit import TinyDiTTransformer2DModel
+from tiny_cats.training.accelerator import accumulation_steps
+from tiny_cats.training.checkpoints import TrainState, list_checkpoints, resolve_resume
+from tiny_cats.training.config import parse_config
+from tiny_cats.training.loaders import make_image_transform, stream_steps_per_epoch
 
 from .conftest import PYTHON, ROOT, child_env, make_pet_folder
+from .faults import inject_out_of_memory
 from .test_training import TINY_CLASSIFIER, TINY_DIT, train_classifier, train_dit
 
 CONFIGS = ROOT / "training" / "configs"
 ACCELERATE_CONFIGS = ROOT / "training" / "accelerate"
+WITH_FAULTS = str(ROOT / "tests" / "faults.py")  # runs a training script with faults injected (see tests/faults.py)
 SEED_RECIPE = {"max_train_steps": 300000, "global_batch_size": 512, "learning_rate": 1e-4, "warmup_steps": 10000,
                "ema_decay": 0.9999, "max_grad_norm": 1.0}
 
@@ -145,6 +143,14 @@ def test_gpu_config_is_the_seed_recipe_beside_the_cpu_one(script, cls_name):
         assert train_dit.parse_resolution_schedule(cpu) == [(0, 64)]
 
 
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_recipe_file_is_valid_for_its_script(path):
+    """Every key of every recipe is an option of its script (the release run resumes with dit_release_cpu.yaml)."""
+    cls = train_dit.DiTTrainingConfig if path.name.startswith("dit") else train_classifier.ClassifierTrainingConfig
+    cfg = parse_config(cls, ["--config", str(path)])
+    assert cfg.output_dir.startswith("outputs/")
+
+
 def test_resolution_schedule_and_global_batch_checks():
     cfg = train_dit.DiTTrainingConfig(resolution_schedule="16@5, 8@0", patch_size=4)
     stages = train_dit.parse_resolution_schedule(cfg)
@@ -190,7 +196,7 @@ def test_sigkill_during_save_then_resume_is_bit_identical(cats, tmp_path):
 
     # Same thread count as this process: float reductions may split differently with more threads.
     env = {**child_env(tmp_path), "TINY_CATS_TEST_HANG": "save:4", "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    command = [PYTHON, str(ROOT / "training" / "train_dit.py"), *dit_args(cats, broken, *extra)]
+    command = [PYTHON, WITH_FAULTS, str(ROOT / "training" / "train_dit.py"), *dit_args(cats, broken, *extra)]
     child = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     marker = broken / ".hang-save-4"
     deadline = time.time() + 240
@@ -258,7 +264,7 @@ def test_out_of_memory_halves_the_micro_batch_and_keeps_the_update(cats, tmp_pat
     matches an unfaulted one up to float rounding (same samples, same random draws, same effective batch)."""
     extra = ["--train_batch_size", "4", "--max_train_steps", "3", "--checkpointing_steps", "3"]
     run_dit(cats, tmp_path / "ok", *extra)
-    monkeypatch.setenv("TINY_CATS_TEST_OOM", "1:2")  # the first 2 forwards over > 1 image fail
+    inject_out_of_memory(monkeypatch, TinyDiTTransformer2DModel, larger_than=1, times=2)
     report = run_dit(cats, tmp_path / "oom", *extra)
     assert report["micro_batch_chunks"] == 4 and report["steps"] == 3
     progress = json.loads((tmp_path / "oom" / "checkpoint-3" / "training_config.json").read_text())["progress"]
@@ -271,7 +277,7 @@ def test_out_of_memory_halves_the_micro_batch_and_keeps_the_update(cats, tmp_pat
 
 
 def test_out_of_memory_at_one_image_is_raised(cats, tmp_path, monkeypatch):
-    monkeypatch.setenv("TINY_CATS_TEST_OOM", "0:100")
+    inject_out_of_memory(monkeypatch, TinyDiTTransformer2DModel, larger_than=0, times=100)
     with pytest.raises(torch.OutOfMemoryError):
         run_dit(cats, tmp_path / "oom", "--train_batch_size", "2", "--max_train_steps", "1")
 
@@ -339,7 +345,7 @@ def test_two_cpu_processes_keep_weights_in_sync_and_match_one_process(cats, tmp_
     env = {**child_env(tmp_path), "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "TINY_CATS_TEST_OOM": "1:1@1"}
     command = [PYTHON, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                "--main_process_port", str(free_port()), "--mixed_precision", "no", "--dynamo_backend", "no",
-               str(ROOT / "training" / "train_dit.py"), *dit_args(cats, two, *extra)]
+               WITH_FAULTS, str(ROOT / "training" / "train_dit.py"), *dit_args(cats, two, *extra)]
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 

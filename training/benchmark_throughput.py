@@ -47,7 +47,7 @@ from tiny_cats.data import cats_only, default_data_dir, load_pets
 from tiny_cats.evaluation.benchmark import environment
 from tiny_cats.evaluation.common import utc_now, write_text
 from tiny_cats.generator.modeling_tiny_dit import TinyDiTTransformer2DModel
-from tiny_cats.training_utils import make_train_loader
+from tiny_cats.training.loaders import make_train_loader
 
 GOAL_SHARE_OF_PEAK = 0.65
 

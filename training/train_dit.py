@@ -39,57 +39,43 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import tiny_cats  # noqa: F401  (first: its log filter hides optimum's import notice)
+
+# isort: split
 import kornia.augmentation as K
 import torch
 import torch.nn.functional as F
 from accelerate.utils import set_seed
+from datasets import concatenate_datasets
 from diffusers import FlowMatchEulerDiscreteScheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from datasets import concatenate_datasets
-
 from tiny_cats.classifier.labels import CAT_BREEDS
 from tiny_cats.data import PackedCats, cats_only, generator_holdout, load_pets, packed_cats_file
 from tiny_cats.generator.modeling_tiny_dit import TinyDiTTransformer2DModel
 from tiny_cats.generator.pipeline_tiny_dit import TinyDiTPipeline, images_to_grid
-from tiny_cats.training_utils import (
-    OptimizerStep,
-    StepTrace,
-    StopRequest,
-    TrainState,
-    any_process,
-    collate,
-    fix_file_modes,
-    hang_for_tests,
-    make_accelerator,
-    make_train_loader,
-    resume_state,
-    run_script,
-    stop_with_checkpoint,
-    save_checkpoint,
-    stream_steps_per_epoch,
-    tensor_digest,
-    training_windows,
-    weights_digest,
-)
+from tiny_cats.training.accelerator import any_process, make_accelerator
+from tiny_cats.training.checkpoints import TrainState, fix_file_modes, resume, save_checkpoint
+from tiny_cats.training.config import TrainingConfig, parse_config
+from tiny_cats.training.loaders import collate, epoch_windows, make_train_loader, stream_steps_per_epoch
+from tiny_cats.training.memory import OutOfMemoryRetry
+from tiny_cats.training.reproducibility import StepTrace, reseed, tensor_digest, weights_digest
+from tiny_cats.training.stopping import StopOnSignal, exit_on_stop_or_error, stop_with_checkpoint
 
 logger = logging.getLogger("train_dit")
 
 
 @dataclass
-class DiTTrainingConfig:
-    """Options of train_dit.py (YAML keys or --flags)."""
+class DiTTrainingConfig(TrainingConfig):
+    """Options of train_dit.py (YAML keys or --flags); the shared ones are in tiny_cats/training/config.py."""
 
-    data: str = "../shared/data/oxford-iiit-pet"
     output_dir: str = "outputs/dit"
     sample_size: int = 64
     patch_size: int = 4
@@ -102,16 +88,7 @@ class DiTTrainingConfig:
     train_splits: str = "train"  # the generator has no test split to protect: "train,test" uses every cat
     holdout_per_breed: int = 0  # cats kept out of training (tiny_cats.data.generator_holdout) to measure memorisation
     packed_data_dir: str = ""  # if set: cats packed once per side into .npz files here (no decoding while training)
-    train_batch_size: int = 32  # micro-batch per process
-    gradient_accumulation_steps: int = 1
-    global_batch_size: int = 0  # if set: accumulation = global / (train_batch_size x processes)
-    learning_rate: float = 3e-4
-    weight_decay: float = 0.0
-    lr_scheduler: str = "constant_with_warmup"
-    warmup_steps: int = 100
-    max_train_steps: int = 2000
     max_train_minutes: float = 0.0  # stop early (and save) after this wall-clock budget; 0 = no limit
-    max_grad_norm: float = 1.0
     ema_decay: float = 0.999  # with ema_power > 0: the maximum decay
     ema_power: float = 0.0  # > 0: warm-up EMA, decay = 1 - (1 + step) ** -ema_power (diffusers EMAModel)
     class_dropout_prob: float = 0.1
@@ -119,20 +96,9 @@ class DiTTrainingConfig:
     logit_normal_std: float = 1.0
     resolution_schedule: str = ""  # "SIDE@STEP,...", e.g. "128@0,256@240000"; "" = sample_size throughout
     augmentation: str = "flip"  # flip | crop_flip
-    checkpointing_steps: int = 250
-    checkpoints_total_limit: int = 2
-    resume_from_checkpoint: Optional[str] = None
     sample_every_steps: int = 500
     sample_inference_steps: int = 25
     sample_guidance_scale: float = 4.0
-    seed: int = 0
-    dataloader_num_workers: int = 1
-    streaming_shards: int = 0  # > 0: read the training set as a sharded stream (see tiny_cats.data.as_stream)
-    shuffle_buffer: int = 1000
-    jpeg_draft: bool = False  # decode JPEGs at reduced scale when the side is small (faster input pipeline)
-    limit_train_samples: int = 0
-    trace_dir: str = ""  # per-process JSON lines of step losses and data digests (reproducibility checks)
-    report_to: str = "tensorboard"
 
 
 def parse_resolution_schedule(cfg: DiTTrainingConfig) -> List[Tuple[int, int]]:
@@ -251,102 +217,101 @@ def make_ema(accelerator, model, decay: float, power: float = 0.0) -> EMAModel:
     return ema
 
 
-def main(cfg: DiTTrainingConfig) -> dict:
-    output_dir = Path(cfg.output_dir)
-    accelerator = make_accelerator(cfg, output_dir)
-    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING)
-    accumulation = accelerator.gradient_accumulation_steps
-
-    stages = parse_resolution_schedule(cfg)
-    sides = sorted({side for _, side in stages})
+def make_loaders(cfg: DiTTrainingConfig, sides: List[int], accelerator):
+    """One training DataLoader per side (each decodes straight to its side), and the number of cat photos."""
     splits = tuple(s.strip() for s in cfg.train_splits.split(","))
     if cfg.packed_data_dir:
         with accelerator.main_process_first():  # one process packs, the others read
             packed = [PackedCats(packed_cats_file(cfg.data, side, splits, cfg.packed_data_dir, cfg.holdout_per_breed))
                       for side in sides]
-        train_set = packed[0]
-    else:
-        pets = load_pets(cfg.data)
-        train_set = cats_only(concatenate_datasets([pets[name] for name in splits]))
-        if cfg.holdout_per_breed:
-            held = generator_holdout(train_set["file"], train_set["label"], cfg.holdout_per_breed)
-            train_set = train_set.filter(lambda f: f not in held, input_columns="file")
-        if cfg.limit_train_samples:
-            train_set = train_set.shuffle(seed=cfg.seed).select(range(min(cfg.limit_train_samples, len(train_set))))
+        loaders = [torch.utils.data.DataLoader(data, batch_size=cfg.train_batch_size, shuffle=True, drop_last=True,
+                                               collate_fn=collate) for data in packed]
+        return loaders, len(packed[0])
+    pets = load_pets(cfg.data)
+    train_set = cats_only(concatenate_datasets([pets[name] for name in splits]))
+    if cfg.holdout_per_breed:
+        held = generator_holdout(train_set["file"], train_set["label"], cfg.holdout_per_breed)
+        train_set = train_set.filter(lambda f: f not in held, input_columns="file")
+    if cfg.limit_train_samples:
+        train_set = train_set.shuffle(seed=cfg.seed).select(range(min(cfg.limit_train_samples, len(train_set))))
+    return [make_train_loader(train_set, cfg, side) for side in sides], len(train_set)
+
+
+def main(cfg: DiTTrainingConfig) -> dict:
+    output_dir = Path(cfg.output_dir)
+    accelerator = make_accelerator(cfg)
+    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING)
+    accumulation = accelerator.gradient_accumulation_steps
+
+    stages = parse_resolution_schedule(cfg)
+    sides = sorted({side for _, side in stages})
+    loaders, num_images = make_loaders(cfg, sides, accelerator)
     model = build_model(cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     scheduler = get_scheduler(  # Accelerate steps a prepared scheduler once per process
-        cfg.lr_scheduler, optimizer,
-        num_warmup_steps=cfg.warmup_steps * accelerator.num_processes,
-        num_training_steps=cfg.max_train_steps * accelerator.num_processes,
-    )
-    if cfg.packed_data_dir:
-        loaders = [torch.utils.data.DataLoader(data, batch_size=cfg.train_batch_size, shuffle=True, drop_last=True,
-                                               collate_fn=collate) for data in packed]
-    else:
-        loaders = [make_train_loader(train_set, cfg, side) for side in sides]
+        cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.warmup_steps * accelerator.num_processes,
+        num_training_steps=cfg.max_train_steps * accelerator.num_processes)
     model, optimizer, scheduler, *loaders = accelerator.prepare(model, optimizer, scheduler, *loaders)
-    by_side = dict(zip(sides, loaders))
+    loader_of_side = dict(zip(sides, loaders))
     ema = make_ema(accelerator, model, cfg.ema_decay, cfg.ema_power)
-    accelerator.register_for_checkpointing(ema)
+    accelerator.register_for_checkpointing(ema)  # the only custom object: checkpoints hold custom_checkpoint_0.pkl
     if accelerator.is_main_process:
         accelerator.init_trackers("dit", config={k: v for k, v in dataclasses.asdict(cfg).items() if v is not None})
 
     if cfg.streaming_shards:
-        steps_per_epoch = stream_steps_per_epoch(len(train_set), cfg, accelerator.num_processes, accumulation)
+        steps_per_epoch = stream_steps_per_epoch(num_images, cfg, accelerator.num_processes, accumulation)
     else:
         steps_per_epoch = len(loaders[0]) // accumulation
-    state = resume_state(accelerator, output_dir, cfg.resume_from_checkpoint, steps_per_epoch)
-    logger.info("torch uses %d threads; %d training images; sides %s", torch.get_num_threads(), len(train_set), sides)
-    if state.step:
-        logger.info("resumed at step %d (epoch %d, step %d of it)", state.step, state.epoch, state.epoch_step)
-
+    state = resume(accelerator, cfg, steps_per_epoch)
+    logger.info("torch uses %d threads; %d training images; sides %s", torch.get_num_threads(), num_images, sides)
     null_id = accelerator.unwrap_model(model).null_class_id
-
-    def make_inputs(batch, step):
-        images = augment_for_generation(batch["pixel_values"] * 2 - 1, cfg.augmentation)
-        return flow_matching_inputs(images, batch["labels"], cfg, null_id)
-
-    run_step = OptimizerStep(accelerator, model, optimizer, scheduler, make_inputs, velocity_loss, cfg.seed,
-                             cfg.max_grad_norm, chunks=state.chunks)
+    oom = OutOfMemoryRetry(accelerator, model, state.chunks)
     trace = StepTrace(cfg.trace_dir, accelerator.process_index)
-    progress = tqdm(total=cfg.max_train_steps, initial=state.step, desc="train",
-                    disable=not accelerator.is_main_process)
-    started, losses = time.time(), []
-    windows = training_windows(accelerator, lambda step: by_side[side_at(stages, step)], state, accumulation,
-                               steps_per_epoch if cfg.streaming_shards else None)
-    stop = StopRequest()  # SIGTERM / Ctrl-C: finish the step, checkpoint, exit (resume continues exactly)
-    try:
-        while state.step < cfg.max_train_steps:
-            window = next(windows)
-            loss = accelerator.reduce(run_step(window, state.step), "mean").item()
-            state.step, state.epoch_step, state.chunks = state.step + 1, state.epoch_step + 1, run_step.chunks
-            if not optimizer.step_was_skipped:  # fp16 overflow: no update, so no EMA step either
-                ema.step(accelerator.unwrap_model(model).parameters())
-            losses.append(loss)
-            progress.update(1)
-            progress.set_postfix(loss=f"{loss:.4f}")
-            lr = scheduler.get_last_lr()[0]
-            side = side_at(stages, state.step - 1)
-            accelerator.log({"train/loss": loss, "train/lr": lr, "train/side": side}, step=state.step)
-            trace.step(state.step, loss, lr, window)
-            spent = time.time() - started > 60 * cfg.max_train_minutes
-            out_of_time = bool(cfg.max_train_minutes) and any_process(accelerator, spent)  # all stop together
-            if state.step % cfg.checkpointing_steps == 0 or state.step == cfg.max_train_steps or out_of_time:
-                if out_of_time and state.step < cfg.max_train_steps:
-                    logger.info("time budget of %.1f min spent at step %d; saving", cfg.max_train_minutes, state.step)
-                save_checkpoint(accelerator, output_dir, state.step, cfg, cfg.checkpoints_total_limit, state)
-            if cfg.sample_every_steps and state.step % cfg.sample_every_steps == 0:
-                sample_ema(accelerator, model, ema, output_dir / "samples" / f"step-{state.step:06d}.png", cfg)
-            hang_for_tests("step", state.step, output_dir)
-            if out_of_time:
-                break
-            if state.step < cfg.max_train_steps and stop.requested(accelerator):
-                stop_with_checkpoint(stop, accelerator, output_dir, state, cfg, progress)
-    finally:
-        stop.restore()
-    progress.close()
-    return finish(accelerator, model, ema, cfg, state, losses, time.time() - started, len(train_set), trace)
+    progress = tqdm(total=cfg.max_train_steps, initial=state.step, desc="train", disable=not accelerator.is_main_process)
+    started, losses, out_of_time = time.time(), [], False
+    with StopOnSignal() as stop, progress:  # SIGTERM / Ctrl-C: finish the step, checkpoint, exit
+        while state.step < cfg.max_train_steps and not out_of_time:
+            side = side_at(stages, state.step)  # progressive resizing: the side of this step's batches
+            for window in epoch_windows(accelerator, loader_of_side[side], state, accumulation,
+                                        steps_per_epoch if cfg.streaming_shards else 0):
+                for _ in oom.attempts():  # once; again in smaller pieces after running out of memory
+                    loss = torch.zeros((), device=accelerator.device)
+                    for j, batch in enumerate(window):  # the step's micro-batches, gradients accumulated
+                        reseed(cfg.seed, state.step, j * accelerator.num_processes + accelerator.process_index)
+                        images = augment_for_generation(batch["pixel_values"] * 2 - 1, cfg.augmentation)
+                        inputs = flow_matching_inputs(images, batch["labels"], cfg, null_id)
+                        with accelerator.accumulate(model):
+                            loss += oom.backward(velocity_loss, inputs) / len(window)
+                if cfg.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+                state.step, state.epoch_step, state.chunks = state.step + 1, state.epoch_step + 1, oom.chunks
+                if not optimizer.step_was_skipped:  # fp16 overflow: no update, so no EMA step either
+                    ema.step(accelerator.unwrap_model(model).parameters())
+
+                loss, lr = accelerator.reduce(loss, "mean").item(), scheduler.get_last_lr()[0]
+                losses.append(loss)
+                progress.update(1)
+                progress.set_postfix(loss=f"{loss:.4f}")
+                accelerator.log({"train/loss": loss, "train/lr": lr, "train/side": side}, step=state.step)
+                trace.step(state.step, loss, lr, window)
+                spent = time.time() - started > 60 * cfg.max_train_minutes
+                out_of_time = bool(cfg.max_train_minutes) and any_process(accelerator, spent)  # all stop together
+                if state.step % cfg.checkpointing_steps == 0 or state.step == cfg.max_train_steps or out_of_time:
+                    save_checkpoint(accelerator, cfg, state)
+                if cfg.sample_every_steps and state.step % cfg.sample_every_steps == 0:
+                    sample_ema(accelerator, model, ema, output_dir / "samples" / f"step-{state.step:06d}.png", cfg)
+                if state.step < cfg.max_train_steps and not out_of_time and stop.requested(accelerator):
+                    stop_with_checkpoint(accelerator, cfg, state, stop)
+                if state.step == cfg.max_train_steps or out_of_time or side_at(stages, state.step) != side:
+                    break
+            else:
+                state.next_epoch()
+    if out_of_time and state.step < cfg.max_train_steps:
+        logger.info("time budget of %.1f min spent at step %d; saved", cfg.max_train_minutes, state.step)
+    return finish(accelerator, model, ema, cfg, state, losses, time.time() - started, num_images, trace)
 
 
 def finish(accelerator, model, ema: EMAModel, cfg: DiTTrainingConfig, state: TrainState, losses, seconds: float,
@@ -370,4 +335,6 @@ def finish(accelerator, model, ema: EMAModel, cfg: DiTTrainingConfig, state: Tra
 
 
 if __name__ == "__main__":
-    sys.exit(run_script(main, DiTTrainingConfig))
+    config = parse_config(DiTTrainingConfig)
+    with exit_on_stop_or_error():
+        main(config)

@@ -1,0 +1,138 @@
+"""The classifier's recipe options: validation split, calibration, mixup/CutMix, layer decay, RandAugment, epochs."""
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tiny_cats import TinyCatsConfig, TinyCatsForImageClassification, TinyCatsImageProcessor
+from tiny_cats.augmentation import build_train_augmentation
+from tiny_cats.data import load_pets
+from tiny_cats.training.calibration import classification_metrics, expected_calibration_error, fit_temperature
+from tiny_cats.training.config import parse_config
+from tiny_cats.training.loaders import make_eval_loader, make_train_loader
+from tiny_cats.training.recipes import mix_batch, parameter_groups
+
+from .test_training import TINY_CLASSIFIER, train_classifier
+
+
+def test_temperature_scaling_undoes_overconfidence():
+    """Labels drawn from softmax(z), logits 3z: the fitted temperature is about 3 and the ECE drops."""
+    generator = torch.Generator().manual_seed(0)
+    true_logits = torch.randn(4000, 13, generator=generator) * 2
+    labels = torch.multinomial(true_logits.softmax(-1), 1, generator=generator).squeeze(1)
+    temperature = fit_temperature(true_logits * 3, labels)
+    assert temperature == pytest.approx(3.0, rel=0.1)
+    before = expected_calibration_error(true_logits * 3, labels)
+    after = expected_calibration_error(true_logits * 3 / temperature, labels)
+    assert after < before / 3 and after < 0.03
+
+
+def test_expected_calibration_error_by_hand():
+    """Two images at confidence 0.9 (one right), two at 0.6 (both right): ECE = 0.5 x 0.4 + 0.5 x 0.4."""
+    def logits_at(confidence, top):  # two classes: softmax gives `confidence` to class `top`
+        margin = math.log(confidence / (1 - confidence))
+        return [margin, 0.0] if top == 0 else [0.0, margin]
+
+    logits = torch.tensor([logits_at(0.9, 0), logits_at(0.9, 0), logits_at(0.6, 1), logits_at(0.6, 1)])
+    labels = torch.tensor([0, 1, 1, 1])
+    assert expected_calibration_error(logits, labels, bins=15) == pytest.approx(0.5 * 0.4 + 0.5 * 0.4, abs=1e-6)
+    metrics = classification_metrics(logits, labels, other_id=0, temperature=2.0)  # "cats": the label-1 images
+    assert metrics["accuracy"] == 0.75 and metrics["cat_breed_accuracy"] == pytest.approx(2 / 3)
+    assert metrics["num_images"] == 4
+    assert metrics["nll_calibrated"] == pytest.approx(F.cross_entropy(logits / 2, labels).item())
+
+
+def test_mixup_and_cutmix_give_soft_targets_that_match_the_pixels():
+    torch.manual_seed(0)
+    pixels, labels = torch.rand(8, 3, 16, 16), torch.arange(8) % 4
+    same, hard = mix_batch(pixels, labels, 4)
+    assert same is pixels and hard is labels  # off: unchanged
+
+    mixed, targets = mix_batch(pixels, labels, 4, mixup_alpha=0.4)
+    assert targets.shape == (8, 4) and torch.allclose(targets.sum(-1), torch.ones(8))
+    assert not torch.equal(mixed, pixels)
+
+    images = torch.zeros(8, 1, 20, 20) + torch.arange(8).view(8, 1, 1, 1)  # image i is filled with i
+    cut, targets = mix_batch(images, torch.arange(8), 8, cutmix_alpha=1.0)
+    for i in range(8):
+        kept = (cut[i] == i).float().mean().item()  # the share of image i that is still its own
+        assert targets[i, i].item() == pytest.approx(kept)
+
+
+def test_layer_decay_rates_grow_from_stem_to_head():
+    model = TinyCatsForImageClassification(TinyCatsConfig(image_size=32))
+    groups = parameter_groups(model, head_lr=1e-3, backbone_lr=1e-4, layer_decay=0.5)
+    rates = [g["lr"] for g in groups]
+    assert rates == sorted(rates) and len(groups) == 10  # stem, 7 stages, 1x1 head conv, classifier
+    assert rates[0] == pytest.approx(1e-4 * 0.5 ** 8) and rates[-2] == 1e-4 and rates[-1] == 1e-3
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    stem = set(map(id, model.base_model.encoder.stem.parameters()))
+    assert {id(p) for p in groups[0]["params"]} == stem
+    plain = parameter_groups(model, head_lr=1e-3, backbone_lr=1e-4)
+    assert [g["lr"] for g in plain] == [1e-4, 1e-3] and plain[1]["params"] == list(model.classifier.parameters())
+
+
+@pytest.mark.parametrize("kind", ["basic", "advanced", "randaugment"])
+def test_augmentations_keep_shape_and_range(kind):
+    torch.manual_seed(0)
+    images = torch.rand(4, 3, 32, 32)
+    out = build_train_augmentation(kind, 32)(images)
+    assert out.shape == images.shape and out.min() >= 0 and out.max() <= 1
+    with pytest.raises(ValueError, match="augmentation must be one of"):
+        build_train_augmentation("strong", 32)
+
+
+def test_preprocessing_comes_from_the_image_processor(pet_folder):
+    """Test batches are the processor's output; training batches use its resampling filter."""
+    from PIL import Image
+
+    test = load_pets(str(pet_folder))["test"]
+    processor = TinyCatsImageProcessor(size=24, resample=Image.NEAREST, image_mean=[0.2, 0.3, 0.4], image_std=0.25)
+    batch = next(iter(make_eval_loader(test, processor, batch_size=3, num_workers=0)))
+    assert torch.equal(batch["pixel_values"], processor([test[i]["image"] for i in range(3)])["pixel_values"])
+
+    cfg = train_classifier.ClassifierTrainingConfig(train_batch_size=1, dataloader_num_workers=0)
+    loader = make_train_loader(test.select([0]), cfg, 20, processor.resample)
+    expected = test[0]["image"].convert("RGB").resize((20, 20), Image.NEAREST)
+    assert torch.equal(next(iter(loader))["pixel_values"][0],
+                       torch.tensor(list(expected.getdata()), dtype=torch.float32).T.reshape(3, 20, 20) / 255)
+
+
+def test_classifier_recipe_options_validation_and_calibration(pet_folder, tmp_path):
+    """Validation split from the training photos, mixup + CutMix, layer decay, RandAugment, EMA, epochs, flip:
+    the report has calibration before/after on validation and test, and the saved folder reproduces it."""
+    out = tmp_path / "clf"
+    args = ["--data", str(pet_folder), "--output_dir", str(out), *TINY_CLASSIFIER, "--validation_fraction", "0.3",
+            "--validation_every_steps", "2", "--mixup_alpha", "0.2", "--cutmix_alpha", "1.0", "--layer_decay", "0.7",
+            "--augmentation", "randaugment", "--ema_decay", "0.5", "--num_epochs", "2", "--max_train_steps", "1000",
+            "--checkpointing_steps", "1000", "--test_time_flip", "true", "--pretrained", "false"]
+    train_classifier.main(parse_config(train_classifier.ClassifierTrainingConfig, args))
+    results = json.loads((out / "final" / "training_results.json").read_text())
+
+    pets = load_pets(str(pet_folder))
+    num_validation = results["validation"]["flip_off"]["num_images"]
+    assert num_validation == 5  # 30% of each label, at least one: Abyssinian, Bengal, Birman, 2 of 6 dogs
+    assert results["num_train_images"] + num_validation == len(pets["train"])  # carved out of training photos
+    assert results["test"]["flip_off"]["num_images"] == len(pets["test"])
+    assert results["steps"] == 2 * (9 // 4) and results["config"]["max_train_steps"] == 4  # 2 epochs of 2 steps
+    assert results["temperature"] > 0
+    for split in ("validation", "test"):
+        for flip in ("flip_off", "flip_on"):
+            found = results[split][flip]
+            assert {"accuracy", "cat_breed_accuracy", "nll", "ece", "nll_calibrated", "ece_calibrated"} <= set(found)
+            assert 0 <= found["ece"] <= 1 and 0 <= found["ece_calibrated"] <= 1
+    assert results["accuracy"] == results["test"]["flip_on"]["accuracy"]  # the shipped setting, at the top
+
+    model = TinyCatsForImageClassification.from_pretrained(out / "final").eval()
+    processor = TinyCatsImageProcessor.from_pretrained(out / "final")
+    assert model.config.temperature == pytest.approx(results["temperature"]) and model.config.test_time_flip
+    assert processor.size == {"height": 32, "width": 32}
+    with torch.no_grad():
+        logits = model(**processor([row["image"] for row in pets["test"]])).logits
+    labels = torch.tensor(pets["test"]["label"])
+    assert (logits.argmax(-1) == labels).float().mean().item() == pytest.approx(results["accuracy"])
+    assert F.cross_entropy(logits, labels).item() == pytest.approx(results["test"]["flip_on"]["nll_calibrated"],
+                                                                   rel=1e-4)
