@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -269,8 +268,9 @@ def cmd_run(args, images, labels):
         for w in which:
             generated = sample(trainer.weights(w), trainer.unet)
             result["scores"][w] = score(generated, reference, classifier)
-            from tiny_cats.generator.pipeline_tiny_dit import images_to_grid
             from PIL import Image
+
+            from tiny_cats.generator.pipeline_tiny_dit import images_to_grid
 
             picks = generated.view(12, SAMPLES_PER_BREED, 3, SIDE, SIDE)[:, :4].reshape(-1, 3, SIDE, SIDE)
             tiles = [Image.fromarray(im.permute(1, 2, 0).numpy()) for im in picks]
