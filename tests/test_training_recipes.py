@@ -41,6 +41,7 @@ def test_expected_calibration_error_by_hand():
     assert expected_calibration_error(logits, labels, bins=15) == pytest.approx(0.5 * 0.4 + 0.5 * 0.4, abs=1e-6)
     metrics = classification_metrics(logits, labels, other_id=0, temperature=2.0)  # "cats": the label-1 images
     assert metrics["accuracy"] == 0.75 and metrics["cat_breed_accuracy"] == pytest.approx(2 / 3)
+    assert metrics["cat_vs_not_cat_accuracy"] == 0.75  # the second image, a "cat", was called "other"
     assert metrics["num_images"] == 4
     assert metrics["nll_calibrated"] == pytest.approx(F.cross_entropy(logits / 2, labels).item())
 

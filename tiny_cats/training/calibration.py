@@ -47,11 +47,13 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, other_id:
     """Accuracy (13-way and over cat photos only), NLL and ECE of ``logits``; given a fitted
     ``temperature``, also NLL and ECE after dividing the logits by it (the accuracy does not change)."""
     logits, labels = logits.float(), labels.long()
-    correct = logits.argmax(-1) == labels
+    predicted = logits.argmax(-1)
+    correct = predicted == labels
     cats = labels != other_id
     metrics = {
         "accuracy": correct.float().mean().item() if len(labels) else 0.0,
         "cat_breed_accuracy": correct[cats].float().mean().item() if cats.any() else 0.0,
+        "cat_vs_not_cat_accuracy": ((predicted != other_id) == cats).float().mean().item() if len(labels) else 0.0,
         "num_images": len(labels),
         "nll": F.cross_entropy(logits, labels).item() if len(labels) else 0.0,
         "ece": expected_calibration_error(logits, labels),
