@@ -213,14 +213,15 @@ def test_bundled_classifier_is_saved_under_todays_names():
 
 
 @pytest.mark.parametrize("backbone", ["efficientnet_lite0", "resnet18"])
-def test_gradient_checkpointing_gives_the_same_gradients_and_statistics(backbone):
+@pytest.mark.parametrize("reentrant", [True, False], ids=["reentrant", "non-reentrant"])
+def test_gradient_checkpointing_gives_the_same_gradients_and_statistics(backbone, reentrant):
     """Train mode (dropout, stochastic depth, BatchNorm batch statistics): same loss, gradients and running stats."""
 
     def step(checkpointing):
         torch.manual_seed(0)
         model = TinyCatsForImageClassification(TinyCatsConfig(backbone=backbone, image_size=32, drop_connect_rate=0.5))
         if checkpointing:
-            model.gradient_checkpointing_enable()
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
             assert model.is_gradient_checkpointing and model.tiny_cats.encoder.gradient_checkpointing
         model.train()
         torch.manual_seed(1)

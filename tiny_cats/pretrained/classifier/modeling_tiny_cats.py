@@ -85,29 +85,26 @@ class CheckpointedCall:
     """``module(*args)`` for activation checkpointing, whose recomputation leaves BatchNorm statistics alone.
 
     ``torch.utils.checkpoint`` runs the module again in backward; in training mode that second run
-    would update every BatchNorm's running mean and variance a second time with the same batch. The
-    first call updates them; later calls (the recomputation) normalise with the batch statistics
-    exactly as the first did, without touching the running ones. (The RNG of stochastic depth is
-    replayed by ``torch.utils.checkpoint`` itself.)
+    would update every BatchNorm's running mean and variance a second time with the same batch. So
+    the first call keeps a copy of the module's buffers from before it ran, and the recomputation
+    starts from that copy: it runs the very same operations (checkpointing sees the same saved
+    tensors) and leaves the statistics exactly where the first call left them. The RNG of
+    stochastic depth is replayed by ``torch.utils.checkpoint`` itself.
     """
 
     def __init__(self, module: nn.Module):
         self.module = module
-        self.calls = 0
+        self.before = None
 
     def __call__(self, *args):
-        self.calls += 1
-        if self.calls == 1:
-            return self.module(*args)
-        norms = [m for m in self.module.modules()
-                 if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-        for norm in norms:
-            norm.track_running_stats = False
-        try:
-            return self.module(*args)
-        finally:
-            for norm in norms:
-                norm.track_running_stats = True
+        buffers = list(self.module.buffers())
+        if self.before is None:
+            self.before = [buffer.clone() for buffer in buffers]
+        else:
+            with torch.no_grad():
+                for buffer, value in zip(buffers, self.before):
+                    buffer.copy_(value)
+        return self.module(*args)
 
 
 class CheckpointingEncoder(nn.Module):
