@@ -197,9 +197,16 @@ def test_old_checkpoints_with_backbone_keys_still_load(tmp_path, backbone):
     assert info["missing_keys"] == []
     assert torch.equal(base.encoder.stem[0].weight if backbone == "resnet18" else base.encoder.stem.conv.weight,
                        old["backbone.stem.0.weight" if backbone == "resnet18" else "backbone.stem.conv.weight"])
-    # and a state dict passed directly
+    # and a state dict passed directly, to transformers or to plain torch (accelerate's load_state, DDP's "module.")
     direct = TinyCatsForImageClassification.from_pretrained(None, config=model.config, state_dict=old)
     assert torch.equal(direct.classifier.weight, model.classifier.weight)
+    fresh = TinyCatsForImageClassification(model.config)
+    fresh.load_state_dict(old, strict=True)
+    wrapped = torch.nn.ModuleDict({"module": TinyCatsForImageClassification(model.config)})
+    wrapped.load_state_dict({f"module.{k}": v for k, v in old.items()}, strict=True)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[name], tensor) and torch.equal(wrapped["module"].state_dict()[name], tensor)
+    assert any(k.startswith("backbone.") for k in old)  # the caller's dict is left as it was
 
 
 def test_bundled_classifier_is_saved_under_todays_names():

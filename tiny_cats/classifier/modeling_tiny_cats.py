@@ -228,6 +228,13 @@ def build_encoder(config: TinyCatsConfig) -> CheckpointingEncoder:
 LEGACY_PREFIX = "backbone."
 
 
+def rename_legacy_keys(module, state_dict, prefix, *args, **kwargs) -> None:
+    """``load_state_dict`` pre-hook of the classifier: ``<prefix>backbone.*`` -> ``<prefix>tiny_cats.encoder.*``."""
+    old = prefix + LEGACY_PREFIX
+    for key in [k for k in state_dict if k.startswith(old)]:
+        state_dict[prefix + "tiny_cats.encoder." + key[len(old):]] = state_dict.pop(key)
+
+
 def check_pixel_values(pixel_values: torch.Tensor, num_channels: int) -> None:
     if pixel_values is None:
         raise ValueError("pixel_values is required")
@@ -351,6 +358,11 @@ class TinyCatsForImageClassification(TinyCatsPreTrainedModel):
         self.tiny_cats = TinyCatsModel(config)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(self.tiny_cats.encoder.out_features, config.num_labels)
+        # Plain torch loading (``load_state_dict``, accelerate's ``load_state``) takes old state dicts too.
+        if hasattr(self, "register_load_state_dict_pre_hook"):  # torch >= 2.5
+            self.register_load_state_dict_pre_hook(rename_legacy_keys)
+        else:
+            self._register_load_state_dict_pre_hook(rename_legacy_keys, with_module=True)
         self.post_init()
 
     def forward(
