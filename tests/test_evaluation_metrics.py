@@ -29,7 +29,6 @@ from tiny_cats.evaluation import (
 )
 from tiny_cats.evaluation.inception import INCEPTION_INPUT_SIZE
 
-
 # --------------------------------------------------------------------------- Inception
 
 
