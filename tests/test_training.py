@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from PIL import Image
 
 from tiny_cats import TinyCatsForImageClassification
 from tiny_cats.generator.pipeline_tiny_dit import TinyDiTPipeline
@@ -119,8 +120,12 @@ def test_dit_release_options_train_on_packed_cats_progressively(pet_folder, tmp_
                         "--checkpointing_steps", "2", "--long_skip", "true", "--final_conv", "true",
                         "--prediction_type", "sample", "--ema_power", "0.75", "--ema_decay", "0.9999",
                         "--train_splits", "train,test", "--packed_data_dir", str(packed), "--holdout_per_breed", "1",
-                        "--resolution_schedule", "8@0,16@2", *TINY_DIT[:-2]])
+                        "--resolution_schedule", "8@0,16@2", *TINY_DIT[:-2], "--sample_every_steps", "1",
+                        "--sample_inference_steps", "2"])
     report = train_dit.main(cfg)
+    for name, side in (("step-000001.png", 8), ("step-000003.png", 16), ("final.png", 16)):  # drawn at the side trained
+        with Image.open(out / "samples" / name) as grid:
+            assert grid.size == (6 * side, 2 * side)
     assert report["steps"] == 4 and report["num_train_images"] == 9  # 3 breeds x 4 made-up cats, 1 per breed held out
     assert sorted(p.name for p in packed.iterdir()) == ["cats_train+test-holdout1_16px.npz", "cats_train+test-holdout1_8px.npz"]
     config = json.loads((out / "final" / "transformer" / "config.json").read_text())

@@ -179,8 +179,10 @@ def model_from_state(config, state: dict) -> TinyDiTTransformer2DModel:
     return model.eval()
 
 
-def save_sample_grid(transformer: TinyDiTTransformer2DModel, path: Path, cfg: DiTTrainingConfig) -> None:
-    """One image per breed, fixed seed, as a 6-column PNG."""
+def save_sample_grid(transformer: TinyDiTTransformer2DModel, path: Path, cfg: DiTTrainingConfig, side: int) -> None:
+    """One image per breed at ``side`` (the side being trained: the model works at any multiple of
+    its patch), fixed seed, as a 6-column PNG."""
+    transformer.register_to_config(sample_size=side)
     pipe = build_pipeline(transformer)
     pipe.set_progress_bar_config(disable=True)
     images = pipe(list(CAT_BREEDS), num_inference_steps=cfg.sample_inference_steps,
@@ -189,11 +191,11 @@ def save_sample_grid(transformer: TinyDiTTransformer2DModel, path: Path, cfg: Di
     images_to_grid(images, columns=6).save(path)
 
 
-def sample_ema(accelerator, model, ema: EMAModel, path: Path, cfg: DiTTrainingConfig) -> dict:
-    """A sample grid from the EMA weights (all processes call it; the main one draws). Returns the EMA state."""
+def sample_ema(accelerator, model, ema: EMAModel, path: Path, cfg: DiTTrainingConfig, side: int) -> dict:
+    """A sample grid at ``side`` from the EMA weights (all processes call it; the main one draws). Returns the EMA state."""
     state = ema_state_dict(accelerator, model, ema)
     if accelerator.is_main_process:
-        save_sample_grid(model_from_state(accelerator.unwrap_model(model).config, state), path, cfg)
+        save_sample_grid(model_from_state(accelerator.unwrap_model(model).config, state), path, cfg, side)
     return state
 
 
@@ -302,7 +304,7 @@ def main(cfg: DiTTrainingConfig) -> dict:
                 if state.step % cfg.checkpointing_steps == 0 or state.step == cfg.max_train_steps or out_of_time:
                     save_checkpoint(accelerator, cfg, state)
                 if cfg.sample_every_steps and state.step % cfg.sample_every_steps == 0:
-                    sample_ema(accelerator, model, ema, output_dir / "samples" / f"step-{state.step:06d}.png", cfg)
+                    sample_ema(accelerator, model, ema, output_dir / "samples" / f"step-{state.step:06d}.png", cfg, side)
                 if state.step < cfg.max_train_steps and not out_of_time and stop.requested(accelerator):
                     stop_with_checkpoint(accelerator, cfg, state, stop)
                 if state.step == cfg.max_train_steps or out_of_time or side_at(stages, state.step) != side:
@@ -322,7 +324,7 @@ def finish(accelerator, model, ema: EMAModel, cfg: DiTTrainingConfig, state: Tra
               "train_seconds_this_run": round(seconds, 1),
               "final_loss_mean_last_100": sum(losses[-100:]) / max(len(losses[-100:]), 1),
               "num_train_images": num_images, "config": dataclasses.asdict(cfg)}
-    ema_state = sample_ema(accelerator, model, ema, output_dir / "samples" / "final.png", cfg)
+    ema_state = sample_ema(accelerator, model, ema, output_dir / "samples" / "final.png", cfg, cfg.sample_size)
     trace.write(final_weights=weights_digest(accelerator.unwrap_model(model)),
                 final_ema=tensor_digest(ema_state[k] for k in sorted(ema_state)))
     if accelerator.is_main_process:
