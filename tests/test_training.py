@@ -75,6 +75,17 @@ def test_dit_trains_with_ema_and_saves_a_pipeline(pet_folder, tmp_path):
     assert (out / "samples" / "final.png").is_file()
     assert (out / "checkpoint-3" / "custom_checkpoint_0.pkl").is_file()  # the EMA state
 
+    # A checkpoint's EMA exported mid-run is the very pipeline the run saves at its end.
+    export = load_script("export_dit_checkpoint")
+    assert export.export(cfg, "checkpoint-3", tmp_path / "ema") == 3
+    exported = TinyDiTPipeline.from_pretrained(tmp_path / "ema").transformer.state_dict()
+    final = pipe.transformer.state_dict()
+    assert exported.keys() == final.keys() and all(torch.equal(exported[k], final[k]) for k in final)
+    assert not (tmp_path / "ema.partial").exists()
+    with pytest.raises(SystemExit, match="no checkpoint with an EMA state"):
+        export.export(cfg, "checkpoint-99", tmp_path / "missing")
+    assert not (tmp_path / "missing").exists()
+
 
 def test_flow_matching_loss_target():
     """With a model that outputs exactly noise - x0 the loss is zero: the target is the velocity."""

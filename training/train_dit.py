@@ -168,7 +168,8 @@ def ema_state_dict(accelerator, model, ema: EMAModel) -> dict:
     params = list(accelerator.unwrap_model(model).parameters())
     ema.store(params)
     ema.copy_to(params)
-    state = accelerator.get_state_dict(model)
+    # A state dict shares storage with the parameters: clone it, or restore() overwrites it with the live weights.
+    state = {name: tensor.detach().clone() for name, tensor in accelerator.get_state_dict(model).items()}
     ema.restore(params)
     return state
 

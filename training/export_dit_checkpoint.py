@@ -1,0 +1,63 @@
+"""Write a training checkpoint's EMA weights as a ``TinyDiTPipeline`` folder, while the run goes on.
+
+A long run only writes ``final/`` when it ends; this turns any ``checkpoint-N`` (or ``latest``)
+into the same pipeline folder, so it can be evaluated, swept or bundled mid-run:
+
+    .venv/bin/python training/export_dit_checkpoint.py --config training/configs/dit_release_cpu.yaml \
+        --checkpoint latest --output outputs/dit_release/ema-latest
+
+The model is built from the run's config (``--sample_size`` etc. may be given after the config),
+the EMA state is read from the checkpoint, and the folder is written to a temporary name first,
+so a failed export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+from diffusers.training_utils import EMAModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_dit import DiTTrainingConfig, build_model, build_pipeline  # noqa: E402
+
+from tiny_cats.training.checkpoints import checkpoint_step, fix_file_modes, resolve_resume  # noqa: E402
+from tiny_cats.training.config import parse_config  # noqa: E402
+
+
+def export(cfg: DiTTrainingConfig, checkpoint: str, output: Path) -> int:
+    """Write the EMA pipeline of ``checkpoint`` (a path, a name in ``cfg.output_dir`` or "latest") to ``output``."""
+    if checkpoint != "latest" and not Path(checkpoint).is_dir():
+        checkpoint = str(Path(cfg.output_dir) / checkpoint)
+    folder = resolve_resume(cfg.output_dir, checkpoint) if Path(checkpoint).is_dir() or checkpoint == "latest" else None
+    if folder is None or not (folder / "custom_checkpoint_0.pkl").is_file():
+        raise SystemExit(f"error: no checkpoint with an EMA state at {checkpoint!r} (output_dir {cfg.output_dir})")
+    model = build_model(cfg)
+    ema = EMAModel(model.parameters(), decay=cfg.ema_decay)
+    ema.load_state_dict(torch.load(folder / "custom_checkpoint_0.pkl", map_location="cpu", weights_only=False))
+    ema.copy_to(model.parameters())
+    partial = output.with_name(output.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    build_pipeline(model.eval()).save_pretrained(partial)
+    fix_file_modes(partial)
+    shutil.rmtree(output, ignore_errors=True)
+    partial.rename(output)
+    return checkpoint_step(folder)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
+    parser.add_argument("--config", required=True, help="the run's YAML config")
+    parser.add_argument("--checkpoint", default="latest", help="checkpoint-N folder, its path, or 'latest'")
+    parser.add_argument("--output", required=True, type=Path, help="pipeline folder to write")
+    args, overrides = parser.parse_known_args(argv)
+    cfg = parse_config(DiTTrainingConfig, ["--config", args.config, *overrides])
+    step = export(cfg, args.checkpoint, args.output)
+    print(f"wrote the EMA weights of step {step} to {args.output}")
+
+
+if __name__ == "__main__":
+    main()
