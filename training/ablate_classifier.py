@@ -39,6 +39,9 @@ VARIANTS = {
     "G_ema": {"ema_decay": 0.995},
     "H_224_256": {"image_size": 224, "eval_image_size": 256},
     "I_backbone_lr_1e-3": {"backbone_learning_rate": 1e-3},
+    # The epochs axis: strong augmentation and mixing regularise, so they may only pay in longer runs.
+    "J_15_epochs": {"num_epochs": 15},
+    "K_15_epochs_advanced_aug": {"num_epochs": 15, "augmentation": "advanced"},
 }
 
 
