@@ -322,3 +322,23 @@ def test_plain_optimum_cli_exports_the_classifier(tmp_path, fitted_classifier_di
     pixels = torch.rand(2, 3, IMAGE_SIZE, IMAGE_SIZE) * 2 - 1
     expected = TinyCatsForImageClassification.from_pretrained(fitted_classifier_dir)(pixel_values=pixels).logits
     assert torch.allclose(ort_model(pixel_values=pixels).logits, expected, atol=CLASSIFIER_LOGITS_ATOL)
+
+
+def test_release_design_exports_with_parity(tmp_path):
+    """The release generator's design (U-ViT long skips, final 3x3 conv, x-prediction turned into a
+    velocity inside ``forward``) exports to one ONNX denoiser that matches PyTorch; the web app sees a velocity."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from tiny_cats.generator.modeling_tiny_dit import TinyDiTTransformer2DModel
+
+    torch.manual_seed(0)
+    model = TinyDiTTransformer2DModel(sample_size=16, patch_size=4, hidden_size=32, num_layers=4, num_attention_heads=2,
+                                      long_skip=True, final_conv=True, prediction_type="sample")
+    for param in model.parameters():
+        torch.nn.init.normal_(param, std=0.05)
+    TinyDiTPipeline(transformer=model.eval(), scheduler=FlowMatchEulerDiscreteScheduler()).save_pretrained(tmp_path / "g")
+    export_all(None, tmp_path / "g", tmp_path / "out", quantize=False)
+    diffs = verify_generator_parity(tmp_path / "g", tmp_path / "out" / GENERATOR_ONNX, batch_sizes=[1, 3])
+    assert max(diffs.values()) < DENOISER_VELOCITY_ATOL
+    config = manifest_of(tmp_path / "out")["generator"]["transformer_config"]
+    assert config["long_skip"] and config["final_conv"] and config["prediction_type"] == "sample"
