@@ -65,6 +65,11 @@ def generator_doc() -> dict:
            "recall": 0.2345, "precision_recall_k": 3,
            "breed_accuracy": {"overall": 0.3125, "judged_not_a_cat": 0.0625, "per_breed": per_breed},
            "classifier_based_score": 2.5,
+           "real_vs_real_floor": {"num_real_a": 48, "num_real_b": 48, "fid_real_a_vs_real_b": 31.25,
+                                  "fid_generated_vs_real_b": 125.5},
+           "memorisation": {"feature_space": "Inception pool3 (L2)", "num_training_photos": 80, "num_held_back_photos": 16,
+                            "held_back": "holdout", "mean_nn_distance_generated": 18.0,
+                            "mean_nn_distance_held_back_real": 16.0, "ratio": 1.125},
            "reference_cache": {"path": "evaluation/cache", "reused": False, "num_files": 96},
            "grids": {"all_breeds": layout.GENERATOR_GRID_PNG, "per_breed": {}},
            "seconds": {"generation": 1.0, "features": 2.0, "total": 3.0}, "notes": ["made up for a test"]}
@@ -161,6 +166,8 @@ def test_package_layout_and_card_numbers_come_from_the_json(models, results, tmp
     assert f"| Accuracy, 13 labels | {100 * clf['metrics']['accuracy']:.2f}% |" in text
     assert f"| FID (lower is better) | {gen['fid']:.1f} |" in text
     assert f"{1000 * gen['kid_mean']:.1f} ± {1000 * gen['kid_std']:.1f}" in text
+    assert "| FID floor: 48 real vs 48 other real cats (generated vs the same 48: 125.5) | 31.2 |" in text
+    assert "well below 1 would mean copies) | 1.1250 |" in text
     assert f"accuracy {100 * CLASSIFIER_TRAINING['accuracy']:.2f}%" in text
     assert f"{GENERATOR_TRAINING['steps']:,} optimizer steps (of {2400:,} planned" in text
     assert f"{GENERATOR_TRAINING['final_loss_mean_last_100']:.4f}" in text

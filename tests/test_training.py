@@ -82,6 +82,7 @@ def test_dit_trains_with_ema_and_saves_a_pipeline(pet_folder, tmp_path):
     final = pipe.transformer.state_dict()
     assert exported.keys() == final.keys() and all(torch.equal(exported[k], final[k]) for k in final)
     assert not (tmp_path / "ema.partial").exists()
+    assert json.loads((tmp_path / "ema" / "training_results.json").read_text())["config"]["train_splits"] == "train"
     with pytest.raises(SystemExit, match="no checkpoint with an EMA state"):
         export.export(cfg, "checkpoint-99", tmp_path / "missing")
     assert not (tmp_path / "missing").exists()

@@ -14,6 +14,8 @@ so a failed export leaves nothing behind.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -24,6 +26,7 @@ from diffusers.training_utils import EMAModel
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_dit import DiTTrainingConfig, build_model, build_pipeline  # noqa: E402
 
+from tiny_cats import layout  # noqa: E402
 from tiny_cats.training.checkpoints import checkpoint_step, fix_file_modes, resolve_resume  # noqa: E402
 from tiny_cats.training.config import parse_config  # noqa: E402
 
@@ -42,6 +45,10 @@ def export(cfg: DiTTrainingConfig, checkpoint: str, output: Path) -> int:
     partial = output.with_name(output.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     build_pipeline(model.eval()).save_pretrained(partial)
+    # As the run's own final/ has it: evaluate-generator reads the training photos (memorisation check) from here.
+    report = {"steps": checkpoint_step(folder), "exported_from": str(folder), "weights": "EMA",
+              "config": dataclasses.asdict(cfg)}
+    (partial / layout.TRAINING_RESULTS).write_text(json.dumps(report, indent=2) + "\n")
     fix_file_modes(partial)
     shutil.rmtree(output, ignore_errors=True)
     partial.rename(output)
