@@ -391,3 +391,14 @@ def test_train_workflow_calls_real_commands():
     assert all((ROOT / script).is_file() for script in scripts), scripts
     publish_steps = [s for s in steps if "tiny-cats publish" in s.get("run", "") and "--dry-run" not in s["run"]]
     assert publish_steps and all(s["env"]["HF_TOKEN"] == "${{ secrets.HF_TOKEN }}" for s in publish_steps)
+
+
+def test_card_says_when_the_generator_is_a_mid_run_checkpoint(models, tmp_path):
+    """A generator exported from a checkpoint (training/export_dit_checkpoint.py) is described as such."""
+    generator = shutil.copytree(models[1], tmp_path / "generator")
+    exported = {"steps": 6009, "exported_from": "outputs/dit_release/checkpoint-6009", "weights": "EMA",
+                "config": {"sample_size": 16, "max_train_steps": 6800}}
+    (generator / layout.TRAINING_RESULTS).write_text(json.dumps(exported))
+    text = card_of(build(tmp_path, (models[0], generator))).text
+    assert "6,009 optimizer steps so far: the weights are the EMA of a checkpoint of a run that is still training" in text
+    assert "the time budget ran out" not in text
