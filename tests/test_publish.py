@@ -105,6 +105,7 @@ def results(tmp_path_factory):
     (root / layout.GENERATOR_EVALUATION).write_text(json.dumps(generator_doc()))
     Image.new("RGB", (8, 8), "red").save(root / layout.CLASSIFIER_CONFUSION_PNG)
     Image.new("RGB", (8, 8), "blue").save(root / layout.GENERATOR_GRID_PNG)
+    Image.new("RGB", (8, 8), "green").save(root / layout.GENERATOR_NEIGHBOURS_PNG)  # photo thumbnails: stay local
     (root / "evaluation" / "cache" / "real_features.json").write_text("{}")  # a cache: not part of the package
     (root / "onnx").mkdir()
     (root / layout.ONNX_MANIFEST).write_text('{"made_up": true}')
@@ -134,6 +135,7 @@ def test_package_layout_and_card_numbers_come_from_the_json(models, results, tmp
         assert name in files, name
     assert layout.TRAINING_RESULTS not in files and not any("cache" in name for name in files)
     assert layout.INFERENCE_BENCHMARK not in files
+    assert layout.GENERATOR_NEIGHBOURS_PNG not in files  # thumbnails of the data folder's photos are never uploaded
 
     card = card_of(package)
     data = card.data

@@ -26,6 +26,8 @@ RESULT_SCHEMAS = {layout.CLASSIFIER_EVALUATION: "classifier", layout.GENERATOR_E
                   layout.INFERENCE_BENCHMARK: "benchmark"}
 RESULT_PATTERNS = (f"{layout.EVALUATION_DIR}/*.json", f"{layout.EVALUATION_DIR}/*.png",
                    f"{layout.GENERATOR_BREED_GRIDS_DIR}/*.png", f"{layout.BENCHMARK_DIR}/*.json")
+# Thumbnails of the data folder's photos (the memorisation check): kept local, never committed or uploaded.
+LOCAL_ONLY_RESULTS = (layout.GENERATOR_NEIGHBOURS_PNG,)
 # Written by the build itself, so never taken from a model folder.
 GENERATED = (layout.MODEL_CARD, layout.TRAINING_RESULTS)
 
@@ -86,6 +88,8 @@ def _plan_results(plan: Plan, folder: Path) -> None:
     for pattern in RESULT_PATTERNS:
         for path in sorted(folder.glob(pattern)):
             dest = path.relative_to(folder).as_posix()
+            if dest in LOCAL_ONLY_RESULTS:
+                continue
             if dest in RESULT_SCHEMAS:
                 try:
                     validate(json.loads(path.read_text()), SCHEMAS[RESULT_SCHEMAS[dest]])
