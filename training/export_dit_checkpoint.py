@@ -33,26 +33,34 @@ from tiny_cats.training.config import parse_config  # noqa: E402
 
 def export(cfg: DiTTrainingConfig, checkpoint: str, output: Path) -> int:
     """Write the EMA pipeline of ``checkpoint`` (a path, a name in ``cfg.output_dir`` or "latest") to ``output``."""
-    if checkpoint != "latest" and not Path(checkpoint).is_dir():
-        checkpoint = str(Path(cfg.output_dir) / checkpoint)
-    folder = resolve_resume(cfg.output_dir, checkpoint) if Path(checkpoint).is_dir() or checkpoint == "latest" else None
+    if checkpoint == "latest":
+        folder = resolve_resume(cfg.output_dir, "latest")
+    else:
+        folder = next((p for p in (Path(checkpoint), Path(cfg.output_dir) / checkpoint) if p.is_dir()), None)
     if folder is None or not (folder / "custom_checkpoint_0.pkl").is_file():
         raise SystemExit(f"error: no checkpoint with an EMA state at {checkpoint!r} (output_dir {cfg.output_dir})")
+    try:
+        step = checkpoint_step(folder)
+    except ValueError as err:  # a folder not named checkpoint-STEP
+        raise SystemExit(f"error: {err}") from None
     model = build_model(cfg)
     ema = EMAModel(model.parameters(), decay=cfg.ema_decay)
     ema.load_state_dict(torch.load(folder / "custom_checkpoint_0.pkl", map_location="cpu", weights_only=False))
     ema.copy_to(model.parameters())
     partial = output.with_name(output.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    build_pipeline(model.eval()).save_pretrained(partial)
-    # As the run's own final/ has it: evaluate-generator reads the training photos (memorisation check) from here.
-    report = {"steps": checkpoint_step(folder), "exported_from": str(folder), "weights": "EMA",
-              "config": dataclasses.asdict(cfg)}
-    (partial / layout.TRAINING_RESULTS).write_text(json.dumps(report, indent=2) + "\n")
-    fix_file_modes(partial)
-    shutil.rmtree(output, ignore_errors=True)
-    partial.rename(output)
-    return checkpoint_step(folder)
+    try:
+        build_pipeline(model.eval()).save_pretrained(partial)
+        # As the run's own final/ has it: evaluate-generator reads the training photos (memorisation check) from here.
+        report = {"steps": step, "exported_from": str(folder), "weights": "EMA", "config": dataclasses.asdict(cfg)}
+        (partial / layout.TRAINING_RESULTS).write_text(json.dumps(report, indent=2) + "\n")
+        fix_file_modes(partial)
+        shutil.rmtree(output, ignore_errors=True)
+        partial.rename(output)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return step
 
 
 def main(argv=None) -> None:
