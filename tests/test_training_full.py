@@ -378,3 +378,19 @@ def test_throughput_benchmark_runs_with_tiny_settings(tmp_path):
     for model in report["models"].values():
         assert model["images_per_s"] > 0 and 0 < model["share_of_peak"] and model["gflops_per_image_fwd_bwd"] > 0
     assert report["models"]["diffusers_dit"]["parameters"] > 0 and len(report["input_pipeline"]["runs"]) == 2
+
+
+def test_throughput_benchmark_times_the_release_design_under_bf16(tmp_path):
+    from .test_training import load_script
+
+    bench = load_script("benchmark_throughput")
+    tiny = ["--image_size", "16", "--hidden_size", "32", "--num_layers", "2", "--num_attention_heads", "2",
+            "--batch_size", "4", "--peak_size", "128", "--data", str(tmp_path / "none"), "--loader_workers", "0", "--quick"]
+    plain = bench.main(tiny + ["--output", str(tmp_path / "plain.json")])
+    release = bench.main(tiny + ["--long_skip", "--final_conv", "--prediction_type", "sample", "--bf16",
+                                 "--output", str(tmp_path / "release.json")])
+    # The skips' fusing linear and the 3x3 conv are extra parameters; the baseline is unchanged.
+    assert release["models"]["tiny_dit"]["parameters"] > plain["models"]["tiny_dit"]["parameters"]
+    assert release["models"]["diffusers_dit"]["parameters"] == plain["models"]["diffusers_dit"]["parameters"]
+    assert release["matmul_peak_gflops_bf16"] > 0 and "matmul_peak_gflops_bf16" not in plain
+    assert release["settings"]["bf16"] is True and release["models"]["tiny_dit"]["images_per_s"] > 0

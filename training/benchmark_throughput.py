@@ -2,6 +2,8 @@
 
     python training/benchmark_throughput.py                       # 64 px, batch 32, all cores
     python training/benchmark_throughput.py --image_size 16 --hidden_size 32 --num_layers 1 --steps 2 --quick
+    python training/benchmark_throughput.py --batch_size 64 --long_skip --final_conv --prediction_type sample --bf16 \
+        --output benchmarks/training_throughput_release.json    # the release generator's design and precision
 
 Writes ``benchmarks/training_throughput.json``. What is measured, so numbers stay comparable:
 
@@ -15,7 +17,11 @@ Writes ``benchmarks/training_throughput.json``. What is measured, so numbers sta
   backward (matmuls, convolutions, attention; the optimizer's elementwise work is not counted),
   so ``share_of_peak`` = counted FLOP/s / peak;
 * the peak is the best of several fp32 ``torch.mm`` of two square matrices (default side 4096)
-  on the same threads: what this CPU's BLAS can reach, not a datasheet number;
+  on the same threads: what this CPU's BLAS can reach, not a datasheet number; with ``--bf16``
+  both models' steps run under bf16 autocast (as ``accelerate launch --mixed_precision bf16``
+  does), the bf16 ``torch.mm`` peak is measured too, and ``share_of_peak`` stays against fp32;
+* ``--long_skip``, ``--final_conv`` and ``--prediction_type`` shape TinyDiT only (the release
+  design); the diffusers DiT baseline stays the plain one;
 * the input pipeline is the training DataLoader (JPEG decode + resize + collate in worker
   processes) over real photos if ``--data`` exists, else over made-up 500x375 JPEGs; if its
   images/s is below the model's the run is input-bound (on a GPU machine run it there, with the
@@ -60,6 +66,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--hidden_size", type=int, default=192)
     parser.add_argument("--num_layers", type=int, default=6)
     parser.add_argument("--num_attention_heads", type=int, default=3)
+    parser.add_argument("--long_skip", action="store_true", help="TinyDiT with U-ViT long skips")
+    parser.add_argument("--final_conv", action="store_true", help="TinyDiT with a 3x3 conv after unpatchify")
+    parser.add_argument("--prediction_type", default="velocity", help="TinyDiT's output: velocity or sample")
+    parser.add_argument("--bf16", action="store_true", help="forward under bf16 autocast (weights and loss fp32)")
     parser.add_argument("--steps", type=int, default=20, help="timed training steps per model")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="0 = torch's default (all cores)")
@@ -76,9 +86,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 # --- the machine ---------------------------------------------------------------------------------
 
 
-def matmul_peak_gflops(side: int, repeats: int) -> float:
-    """Best fp32 GFLOP/s of ``torch.mm`` on two ``side`` x ``side`` matrices (2 side^3 FLOPs per call)."""
-    a, b = torch.randn(side, side), torch.randn(side, side)
+def matmul_peak_gflops(side: int, repeats: int, dtype=torch.float32) -> float:
+    """Best GFLOP/s of ``torch.mm`` on two ``side`` x ``side`` matrices (2 side^3 FLOPs per call)."""
+    a, b = torch.randn(side, side, dtype=dtype), torch.randn(side, side, dtype=dtype)
     torch.mm(a, b)  # warm-up: threads, BLAS buffers
     best = float("inf")
     for _ in range(repeats):
@@ -100,6 +110,7 @@ def build_models(args) -> Dict[str, torch.nn.Module]:
     tiny = TinyDiTTransformer2DModel(
         sample_size=args.image_size, patch_size=args.patch_size, hidden_size=args.hidden_size,
         num_layers=args.num_layers, num_attention_heads=args.num_attention_heads, num_classes=classes,
+        long_skip=args.long_skip, final_conv=args.final_conv, prediction_type=args.prediction_type,
     )
     reference = DiTTransformer2DModel(
         num_attention_heads=args.num_attention_heads, attention_head_dim=args.hidden_size // args.num_attention_heads,
@@ -117,18 +128,20 @@ def make_batch(args, seed: int = 0):
     return images, timesteps, labels
 
 
-def loss_of(model, images, timesteps, labels) -> torch.Tensor:
+def loss_of(model, images, timesteps, labels, bf16: bool = False) -> torch.Tensor:
+    """The training loss's cost (the x-prediction's conversion to velocity is elementwise and left out)."""
     noise = torch.randn_like(images)
     t = (timesteps / 1000).view(-1, 1, 1, 1)
-    out = model(images * (1 - t) + noise * t, timesteps, class_labels=labels).sample
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        out = model(images * (1 - t) + noise * t, timesteps, class_labels=labels).sample
     return F.mse_loss(out.float(), noise - images)
 
 
-def make_train_step(model, batch) -> Callable[[], None]:
+def make_train_step(model, batch, bf16: bool) -> Callable[[], None]:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def step():
-        loss_of(model, *batch).backward()
+        loss_of(model, *batch, bf16=bf16).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
@@ -136,7 +149,7 @@ def make_train_step(model, batch) -> Callable[[], None]:
 
 
 def count_step_flops(model, batch) -> int:
-    """FLOPs of one forward + backward, as torch's FLOP counter sees them."""
+    """FLOPs of one forward + backward, as torch's FLOP counter sees them (in fp32: the count is the same)."""
     with FlopCounterMode(display=False) as counter:
         loss_of(model, *batch).backward()
     model.zero_grad(set_to_none=True)
@@ -159,7 +172,7 @@ def bench_model(model, args, peak_gflops: float) -> Dict:
     flops = count_step_flops(model, batch)
     if args.compile:
         model = torch.compile(model)
-    seconds = time_steps(make_train_step(model, batch), args.steps, args.warmup)
+    seconds = time_steps(make_train_step(model, batch, args.bf16), args.steps, args.warmup)
     median = statistics.median(seconds)
     achieved = flops / median / 1e9
     return {
@@ -169,7 +182,7 @@ def bench_model(model, args, peak_gflops: float) -> Dict:
         "images_per_s": round(args.batch_size / median, 2),
         "gflops_per_image_fwd_bwd": round(flops / args.batch_size / 1e9, 4),
         "achieved_gflops": round(achieved, 2),
-        "share_of_peak": round(achieved / peak_gflops, 4),
+        "share_of_peak": float(f"{achieved / peak_gflops:.4g}"),  # 4 significant digits: tiny test models stay > 0
     }
 
 
@@ -225,7 +238,9 @@ def main(argv=None) -> Dict:
         args.loader_batches = min(args.loader_batches, 2)
     if args.threads:
         torch.set_num_threads(args.threads)
-    peak = matmul_peak_gflops(args.peak_size, 2 if args.quick else 10)
+    repeats = 2 if args.quick else 10
+    peak = matmul_peak_gflops(args.peak_size, repeats)
+    peak_bf16 = matmul_peak_gflops(args.peak_size, repeats, torch.bfloat16) if args.bf16 else None
     models = {name: bench_model(model, args, peak) for name, model in build_models(args).items()}
     pipeline = bench_input_pipeline(args)
     tiny, reference = models["tiny_dit"], models["diffusers_dit"]
@@ -235,6 +250,7 @@ def main(argv=None) -> Dict:
         "environment": environment(torch.get_num_threads()),
         "settings": {k: v for k, v in vars(args).items() if k != "output"},
         "matmul_peak_gflops_fp32": round(peak, 2),
+        **({"matmul_peak_gflops_bf16": round(peak_bf16, 2)} if args.bf16 else {}),
         "models": models,
         "tiny_dit_speedup_over_diffusers": round(tiny["images_per_s"] / reference["images_per_s"], 3),
         "goals": {
