@@ -78,6 +78,19 @@ def test_generate_writes_a_grid(pipeline_dir, tmp_path, capsys):
     assert list(out.parent.iterdir()) == [out]  # no temporary file left behind
 
 
+def test_generate_leaves_unset_sampling_options_to_the_pipeline(pipeline_dir, tmp_path, monkeypatch):
+    from tiny_cats.generator.pipeline_tiny_dit import TinyDiTPipeline
+
+    seen = []
+    original = TinyDiTPipeline.__call__
+    monkeypatch.setattr(TinyDiTPipeline, "__call__", lambda self, *a, **kw: seen.append(kw) or original(self, *a, **kw))
+    for extra in ([], ["--steps", "2", "--guidance", "1.5"]):
+        main(["generate", "--breed", "Sphynx", "-o", str(tmp_path / "g.png"), "--generator", str(pipeline_dir),
+              "--quiet", *extra])
+    assert "num_inference_steps" not in seen[0] and "guidance_scale" not in seen[0]
+    assert (seen[1]["num_inference_steps"], seen[1]["guidance_scale"]) == (2, 1.5)
+
+
 def test_generate_unknown_breed(pipeline_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:  # refused while parsing, before any model is loaded
         main(["generate", "--breed", "tabby", "--model", str(pipeline_dir), "-o", str(tmp_path / "g.png")])

@@ -38,7 +38,8 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-sizes", type=positive_int_list, default=list(CLASSIFIER_BATCH_SIZES), help="e.g. 1,8")
     p.add_argument("--steps", type=positive_int_list, default=list(GENERATOR_STEPS), help="e.g. 8,25,50")
-    p.add_argument("--guidance", type=guidance_scale, default=4.0, help="guidance scale of the guided runs")
+    p.add_argument("--guidance", type=guidance_scale,
+                   help="guidance scale of the guided runs (default: the pipeline's default)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
 

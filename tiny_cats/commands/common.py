@@ -128,9 +128,10 @@ def add_model_option(parser: argparse.ArgumentParser, role: str, what: str = "",
 
 def add_sampling_options(parser: argparse.ArgumentParser, output: Path) -> None:
     """What the commands that generate images share: ``--steps``, ``--guidance``, ``--seed`` and ``-o/--output``."""
-    parser.add_argument("--steps", type=positive_int, default=25, help="denoising steps (default 25)")
-    parser.add_argument("--guidance", type=guidance_scale, default=4.0,
-                        help="classifier-free guidance scale, a finite number >= 0; <= 1 turns it off (default 4)")
+    parser.add_argument("--steps", type=positive_int, help="denoising steps (default: the pipeline's default)")
+    parser.add_argument("--guidance", type=guidance_scale,
+                        help="classifier-free guidance scale, a finite number >= 0; <= 1 turns it off "
+                             "(default: the pipeline's default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("-o", "--output", type=image_path, default=output,
                         help=f"image file; its extension picks the format ({', '.join(IMAGE_FORMATS)})")
@@ -213,3 +214,9 @@ def load_generator(model):
     from ..generator.pipeline_tiny_dit import TinyDiTPipeline
 
     return TinyDiTPipeline.from_pretrained(resolve_model(model, DEFAULT_GENERATOR))
+
+
+def sampling_kwargs(args) -> dict:
+    """``--steps`` / ``--guidance`` as pipeline arguments; those not given are left to the pipeline's defaults."""
+    given = {"num_inference_steps": args.steps, "guidance_scale": args.guidance}
+    return {name: value for name, value in given.items() if value is not None}

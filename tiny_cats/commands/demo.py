@@ -5,7 +5,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .common import add_model_option, add_sampling_options, check_output_image, load_classifier, load_generator
+from .common import (
+    add_model_option,
+    add_sampling_options,
+    check_output_image,
+    load_classifier,
+    load_generator,
+    sampling_kwargs,
+)
 
 
 def register(subparsers) -> None:
@@ -31,8 +38,7 @@ def run(args) -> int:
     print(f"{'asked breed':<18} {'judged breed':<18} {'probability':>11} {'seconds':>8}")
     for i, breed in enumerate(CAT_BREEDS):
         started = time.perf_counter()
-        image = pipe(breed, num_inference_steps=args.steps, guidance_scale=args.guidance,
-                     generator=torch.manual_seed(args.seed + i)).images[0]
+        image = pipe(breed, generator=torch.manual_seed(args.seed + i), **sampling_kwargs(args)).images[0]
         top = classifier(image, top_k=1)[0]
         seconds = time.perf_counter() - started
         rows.append((breed, top["label"], top["score"], seconds))

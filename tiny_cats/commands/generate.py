@@ -11,6 +11,7 @@ from .common import (
     check_output_image,
     load_generator,
     positive_int,
+    sampling_kwargs,
 )
 
 
@@ -34,8 +35,8 @@ def run(args) -> int:
 
     pipe = load_generator(args.generator)
     pipe.set_progress_bar_config(disable=args.quiet)
-    images = pipe(args.breed, num_images_per_breed=args.n, num_inference_steps=args.steps,
-                  guidance_scale=args.guidance, generator=torch.manual_seed(args.seed)).images
+    images = pipe(args.breed, num_images_per_breed=args.n, generator=torch.manual_seed(args.seed),
+                  **sampling_kwargs(args)).images
     save_image(images_to_grid(images, columns=min(len(images), 8)), args.output)
     print(f"wrote {len(images)} image(s) to {args.output}")
     return 0

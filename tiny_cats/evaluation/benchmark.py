@@ -221,12 +221,17 @@ def bench_classifier(path: str, onnx_dir: Optional[str], batch_sizes, repeats, w
 # ----------------------------------------------------------------------------- generator
 
 
-def bench_generator(path: str, steps_list, guidance: float, repeats: int, warmup: int, seed: int, progress: bool):
+def bench_generator(path: str, steps_list, guidance: Optional[float], repeats: int, warmup: int, seed: int,
+                    progress: bool):
+    """Per-image latency at each step count, guidance off and at ``guidance`` (None: the pipeline's default)."""
+    from .run_generator_eval import pipeline_defaults
+
     with MemoryMonitor() as memory:
         started = time.perf_counter()
         pipe, resolved = load_pipeline(path)
         load_seconds = time.perf_counter() - started
         pipe.set_progress_bar_config(disable=True)
+        guidance = float(pipeline_defaults(pipe)["guidance_scale"] if guidance is None else guidance)
         settings = [(steps, g) for g in (1.0, guidance) for steps in steps_list]
         runs = []
         for steps, g in tqdm(settings, desc="generator", disable=not progress):
@@ -265,7 +270,7 @@ def run_benchmark(
     seed: int = 0,
     batch_sizes: Sequence[int] = CLASSIFIER_BATCH_SIZES,
     steps: Sequence[int] = GENERATOR_STEPS,
-    guidance: float = 4.0,
+    guidance: Optional[float] = None,
     skip_classifier: bool = False,
     skip_generator: bool = False,
     progress: bool = True,
