@@ -133,7 +133,7 @@ def test_dit_release_options_train_on_packed_cats_progressively(pet_folder, tmp_
                         "--prediction_type", "sample", "--ema_power", "0.75", "--ema_decay", "0.9999",
                         "--train_splits", "train,test", "--packed_data_dir", str(packed), "--holdout_per_breed", "1",
                         "--resolution_schedule", "8@0,16@2", *TINY_DIT[:-2], "--sample_every_steps", "1",
-                        "--sample_inference_steps", "2"])
+                        "--sample_inference_steps", "2", "--scheduler_shift", "2"])
     report = train_dit.main(cfg)
     for name, side in (("step-000001.png", 8), ("step-000003.png", 16), ("final.png", 16)):  # drawn at the side trained
         with Image.open(out / "samples" / name) as grid:
@@ -144,6 +144,7 @@ def test_dit_release_options_train_on_packed_cats_progressively(pet_folder, tmp_
     assert config["long_skip"] and config["final_conv"] and config["prediction_type"] == "sample"
     pipe = TinyDiTPipeline.from_pretrained(out / "final")
     pipe.set_progress_bar_config(disable=True)
+    assert pipe.scheduler.config.shift == 2.0  # the sampling shift chosen by the sweep travels with the weights
     assert pipe("Bengal", num_inference_steps=2, output_type="np").images.shape == (1, 16, 16, 3)
 
 

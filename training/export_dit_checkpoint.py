@@ -50,7 +50,7 @@ def export(cfg: DiTTrainingConfig, checkpoint: str, output: Path) -> int:
     partial = output.with_name(output.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        build_pipeline(model.eval()).save_pretrained(partial)
+        build_pipeline(model.eval(), cfg.scheduler_shift).save_pretrained(partial)
         # As the run's own final/ has it: evaluate-generator reads the training photos (memorisation check) from here.
         report = {"steps": step, "exported_from": str(folder), "weights": "EMA", "config": dataclasses.asdict(cfg)}
         (partial / layout.TRAINING_RESULTS).write_text(json.dumps(report, indent=2) + "\n")

@@ -96,6 +96,7 @@ class DiTTrainingConfig(TrainingConfig):
     logit_normal_std: float = 1.0
     resolution_schedule: str = ""  # "SIDE@STEP,...", e.g. "128@0,256@240000"; "" = sample_size throughout
     augmentation: str = "flip"  # flip | crop_flip
+    scheduler_shift: float = 1.0  # the saved pipeline's FlowMatchEulerDiscreteScheduler shift (training/sweep_sampler.py)
     sample_every_steps: int = 500
     sample_inference_steps: int = 25
     sample_guidance_scale: float = 4.0
@@ -153,8 +154,8 @@ def flow_matching_loss(model, images: torch.Tensor, labels: torch.Tensor, cfg: D
     return velocity_loss(model, flow_matching_inputs(images, labels, cfg, null_id))
 
 
-def build_pipeline(transformer: TinyDiTTransformer2DModel) -> TinyDiTPipeline:
-    scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
+def build_pipeline(transformer: TinyDiTTransformer2DModel, shift: float = 1.0) -> TinyDiTPipeline:
+    scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=shift)
     return TinyDiTPipeline(transformer=transformer, scheduler=scheduler, id2label=dict(enumerate(CAT_BREEDS)))
 
 
@@ -184,7 +185,7 @@ def save_sample_grid(transformer: TinyDiTTransformer2DModel, path: Path, cfg: Di
     """One image per breed at ``side`` (the side being trained: the model works at any multiple of
     its patch), fixed seed, as a 6-column PNG."""
     transformer.register_to_config(sample_size=side)
-    pipe = build_pipeline(transformer)
+    pipe = build_pipeline(transformer, cfg.scheduler_shift)
     pipe.set_progress_bar_config(disable=True)
     images = pipe(list(CAT_BREEDS), num_inference_steps=cfg.sample_inference_steps,
                   guidance_scale=cfg.sample_guidance_scale, generator=torch.manual_seed(cfg.seed)).images
@@ -330,7 +331,7 @@ def finish(accelerator, model, ema: EMAModel, cfg: DiTTrainingConfig, state: Tra
                 final_ema=tensor_digest(ema_state[k] for k in sorted(ema_state)))
     if accelerator.is_main_process:
         final_model = model_from_state(accelerator.unwrap_model(model).config, ema_state)
-        build_pipeline(final_model).save_pretrained(output_dir / "final")
+        build_pipeline(final_model, cfg.scheduler_shift).save_pretrained(output_dir / "final")
         fix_file_modes(output_dir / "final")
         (output_dir / "final" / "training_results.json").write_text(json.dumps(report, indent=2))
     accelerator.end_training()
