@@ -16,7 +16,7 @@ parser.add_argument("--output", default="cats.png")
 args = parser.parse_args()
 
 pipe = TinyDiTPipeline.from_pretrained(args.model)
-images = pipe(["Siamese", "maine coon"], num_images_per_breed=2, num_inference_steps=25,
-              guidance_scale=4.0, generator=torch.manual_seed(0)).images
+images = pipe(["Siamese", "maine coon"], num_images_per_breed=2, num_inference_steps=8,
+              guidance_scale=6.0, generator=torch.manual_seed(0)).images
 images_to_grid(images, columns=4).save(args.output)
 print(f"saved {len(images)} images of {images[0].size[0]}x{images[0].size[1]} pixels to {args.output}")
