@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
-from typing import Optional
+from typing import Any, Dict, Optional
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 DEFAULT_CLASSIFIER = PRETRAINED_DIR / "classifier"
@@ -23,3 +24,10 @@ def resolve_model(model: Optional[str], default: Path, required: bool = True) ->
     if not required:
         return None
     raise FileNotFoundError(f"no bundled model at {default}; reinstall tiny-cats or pass --{default.name} DIR_OR_REPO")
+
+
+def pipeline_defaults(pipe) -> Dict[str, Any]:
+    """The sampling settings a plain ``pipe(breed)`` call uses (its ``__call__`` signature's defaults)."""
+    parameters = inspect.signature(pipe.__call__).parameters
+    return {name: parameters[name].default for name in ("num_inference_steps", "guidance_scale", "guidance_interval")
+            if name in parameters}

@@ -30,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import layout
-from ..defaults import DEFAULT_CLASSIFIER, DEFAULT_GENERATOR, resolve_model
+from ..defaults import DEFAULT_CLASSIFIER, DEFAULT_GENERATOR, pipeline_defaults, resolve_model
 from .common import load_classifier_model, load_pipeline, utc_now
 from .schemas import BENCHMARK_SCHEMA, SCHEMA_VERSION, write_json
 from .settings import CLASSIFIER_BATCH_SIZES, GENERATOR_STEPS  # defaults shared with the CLI
@@ -224,8 +224,6 @@ def bench_classifier(path: str, onnx_dir: Optional[str], batch_sizes, repeats, w
 def bench_generator(path: str, steps_list, guidance: Optional[float], repeats: int, warmup: int, seed: int,
                     progress: bool):
     """Per-image latency at each step count, guidance off and at ``guidance`` (None: the pipeline's default)."""
-    from .run_generator_eval import pipeline_defaults
-
     with MemoryMonitor() as memory:
         started = time.perf_counter()
         pipe, resolved = load_pipeline(path)

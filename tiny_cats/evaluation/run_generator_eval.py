@@ -22,7 +22,6 @@ FID values are comparable only between runs with the same sample counts; KID is 
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import time
@@ -38,6 +37,7 @@ from tqdm.auto import tqdm
 from .. import layout
 from ..classifier.image_processing_tiny_cats import pil_to_rgb
 from ..classifier.labels import CAT_BREEDS, LABELS
+from ..defaults import pipeline_defaults
 from .common import (
     chunks,
     load_classifier_model,
@@ -96,13 +96,6 @@ def generate_samples(
                 bar.update(len(count))
             samples[breed] = images
     return samples
-
-
-def pipeline_defaults(pipe) -> Dict[str, Any]:
-    """The sampling settings a plain ``pipe(breed)`` call uses (its signature's defaults)."""
-    parameters = inspect.signature(pipe.__call__).parameters
-    return {name: parameters[name].default for name in ("num_inference_steps", "guidance_scale", "guidance_interval")
-            if name in parameters}
 
 
 def to_uint8_batch(images: Sequence[Image.Image], size: Optional[int] = None) -> torch.Tensor:

@@ -8,12 +8,12 @@ model configs. Paths come from :mod:`tiny_cats.layout`; ``package_dir`` is a mod
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 from pathlib import Path
 from typing import Dict, Optional, Union
 
+from ..defaults import pipeline_defaults
 from ..layout import ONNX_MANIFEST
 
 PathLike = Union[str, os.PathLike]
@@ -66,15 +66,10 @@ def classifier_manifest(config, processor, files: Dict[str, dict]) -> dict:
     }
 
 
-def _default_call_arguments(pipeline_class) -> dict:
-    parameters = inspect.signature(pipeline_class.__call__).parameters
-    return {name: parameters[name].default for name in ("num_inference_steps", "guidance_scale")}
-
-
 def generator_manifest(pipe, files: Dict[str, dict]) -> dict:
     """The generator's section: files, sampling settings, labels and scheduler, from the pipeline's configs."""
     config = dict(pipe.transformer.config)
-    defaults = _default_call_arguments(type(pipe))
+    defaults = {k: v for k, v in pipeline_defaults(pipe).items() if k in ("num_inference_steps", "guidance_scale")}
     scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
     scheduler.set_timesteps(defaults["num_inference_steps"])
     id2label = {int(k): v for k, v in pipe.config.id2label.items()}
