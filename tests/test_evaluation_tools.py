@@ -152,6 +152,11 @@ def test_generator_eval_writes_json_grids_and_reuses_the_reference_cache(
     assert cache.stat().st_mtime_ns == stamp
     assert second["fid"] == pytest.approx(doc["fid"])  # same seed, same samples
 
+    extractor.seen = 0  # the same folder named another way (relative vs absolute) reuses the cache too
+    relative = os.path.relpath(cat_folder)
+    third = run_generator_eval(pipeline_dir, classifier_dir, relative, tmp_path, extractor)
+    assert third["reference_cache"]["reused"] is True and extractor.seen == 24
+
 
 def test_generator_eval_recomputes_a_stale_cache(pipeline_dir, classifier_dir, cat_folder, tmp_path):
     run_generator_eval(pipeline_dir, classifier_dir, cat_folder, tmp_path, CountingExtractor(), samples=1)

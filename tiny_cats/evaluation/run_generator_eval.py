@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 import zipfile
 from pathlib import Path
@@ -139,7 +140,9 @@ def real_reference(
         splits += [split] * len(split_files)
     if len(files) <= PR_K:
         raise ValueError(f"{source}: {len(files)} cat images; need more than {PR_K} for precision/recall")
-    meta = {"data_source": source, "split": "train+test", "resolution": resolution, "resize": REAL_RESIZE,
+    # A local folder is keyed by its real path, so "../shared/..." and the absolute default share one cache.
+    key = os.path.realpath(source) if os.path.isdir(source) else source
+    meta = {"data_source": key, "split": "train+test", "resolution": resolution, "resize": REAL_RESIZE,
             "feature_extractor": extractor_name(extractor)}
     path = cache_dir / f"real_cats_{resolution}px.npz"
     cached = read_cache(path)
