@@ -93,6 +93,7 @@ def assert_same_checkpoint(a: Path, b: Path):
     for name in ("optimizer.bin", "scheduler.bin", "custom_checkpoint_0.pkl"):
         assert_same_tree(load_pickle_state(a / name), load_pickle_state(b / name), name)
     progress = [json.loads((c / "training_config.json").read_text())["progress"] for c in (a, b)]
+    assert all(p.pop("train_seconds") > 0 for p in progress)  # wall-clock: differs between the runs
     assert progress[0] == progress[1]
 
 
@@ -212,11 +213,14 @@ def test_sigkill_during_save_then_resume_is_bit_identical(cats, tmp_path):
     assert [p.name for p in list_checkpoints(broken)] == ["checkpoint-2"]
     assert resolve_resume(broken, "latest") == broken / "checkpoint-2"
     progress = json.loads((broken / "checkpoint-2" / "training_config.json").read_text())["progress"]
+    seconds_before_the_kill = progress.pop("train_seconds")
     assert progress == {"step": 2, "epoch": 0, "epoch_step": 2, "chunks": 1}  # mid-epoch: 4 steps per epoch
 
     run_dit(cats, broken, *extra, "--resume_from_checkpoint", "latest")
     assert [p.name for p in list_checkpoints(broken)] == ["checkpoint-6", "checkpoint-8"]
     assert not list(broken.glob(".checkpoint-*.tmp"))
+    resumed = json.loads((broken / "checkpoint-8" / "training_config.json").read_text())["progress"]
+    assert resumed["train_seconds"] > seconds_before_the_kill  # the resumed run adds to the clock
     assert_same_checkpoint(straight / "checkpoint-8", broken / "checkpoint-8")
     steps_a, final_a = read_trace(straight)
     steps_b, final_b = read_trace(broken)

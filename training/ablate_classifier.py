@@ -72,7 +72,8 @@ def row(name: str, results: dict) -> dict:
     pick = lambda split, flip: {k: round(v, 4) if isinstance(v, float) else v for k, v in split[flip].items()}  # noqa: E731
     epochs = results["config"].get("num_epochs") or results["epochs"]
     return {"variant": name, "overrides": VARIANTS.get(name, {}), "epochs": epochs, "steps": results["steps"],
-            "train_seconds": results["train_seconds_this_run"], "temperature": round(results["temperature"], 3),
+            "train_seconds": results.get("train_seconds", results["train_seconds_this_run"]),  # older runs: last part
+            "temperature": round(results["temperature"], 3),
             "validation": {"flip_off": pick(validation, "flip_off"), "flip_on": pick(validation, "flip_on")},
             "test": {"flip_off": pick(test, "flip_off"), "flip_on": pick(test, "flip_on")}}
 

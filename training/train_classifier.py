@@ -230,7 +230,7 @@ def main(cfg: ClassifierTrainingConfig) -> dict:
     num_labels = accelerator.unwrap_model(model).config.num_labels
     trace = StepTrace(cfg.trace_dir, accelerator.process_index)
     progress = tqdm(total=cfg.max_train_steps, initial=state.step, desc="train", disable=not accelerator.is_main_process)
-    started = time.time()
+    started, earlier = time.time(), state.train_seconds
     with StopOnSignal() as stop, progress:  # SIGTERM / Ctrl-C: finish the step, checkpoint, exit
         while state.step < cfg.max_train_steps:
             for window in epoch_windows(accelerator, train_loader, state, accumulation,
@@ -252,6 +252,7 @@ def main(cfg: ClassifierTrainingConfig) -> dict:
                 scheduler.step()
                 optimizer.zero_grad()
                 state.step, state.epoch_step, state.chunks = state.step + 1, state.epoch_step + 1, oom.chunks
+                state.train_seconds = earlier + time.time() - started
                 if ema is not None and not optimizer.step_was_skipped:
                     ema.step(accelerator.unwrap_model(model).parameters())
 
@@ -298,7 +299,8 @@ def finish(accelerator, model, processor, eval_loaders: dict, cfg: ClassifierTra
         processor.save_pretrained(output_dir / "final")
         fix_file_modes(output_dir / "final")
         report = {**metrics, **results, "steps": state.step, "epochs": state.epoch, "micro_batch_chunks": state.chunks,
-                  "train_seconds_this_run": round(train_seconds, 1), "num_train_images": num_train_images,
+                  "train_seconds_this_run": round(train_seconds, 1),
+                  "train_seconds": round(state.train_seconds, 1), "num_train_images": num_train_images,
                   "config": dataclasses.asdict(cfg)}
         (output_dir / "final" / "training_results.json").write_text(json.dumps(report, indent=2))
         logger.info("test split (%s, temperature %.3f): %s", shipped, results["temperature"], json.dumps(metrics))

@@ -272,7 +272,7 @@ def main(cfg: DiTTrainingConfig) -> dict:
     oom = OutOfMemoryRetry(accelerator, model, state.chunks)
     trace = StepTrace(cfg.trace_dir, accelerator.process_index)
     progress = tqdm(total=cfg.max_train_steps, initial=state.step, desc="train", disable=not accelerator.is_main_process)
-    started, losses, out_of_time = time.time(), [], False
+    started, earlier, losses, out_of_time = time.time(), state.train_seconds, [], False
     with StopOnSignal() as stop, progress:  # SIGTERM / Ctrl-C: finish the step, checkpoint, exit
         while state.step < cfg.max_train_steps and not out_of_time:
             side = side_at(stages, state.step)  # progressive resizing: the side of this step's batches
@@ -292,6 +292,7 @@ def main(cfg: DiTTrainingConfig) -> dict:
                 scheduler.step()
                 optimizer.zero_grad()
                 state.step, state.epoch_step, state.chunks = state.step + 1, state.epoch_step + 1, oom.chunks
+                state.train_seconds = earlier + time.time() - started
                 if not optimizer.step_was_skipped:  # fp16 overflow: no update, so no EMA step either
                     ema.step(accelerator.unwrap_model(model).parameters())
 
@@ -323,7 +324,7 @@ def finish(accelerator, model, ema: EMAModel, cfg: DiTTrainingConfig, state: Tra
     """Save the EMA pipeline, the report and a sample grid; record weight digests in the trace."""
     output_dir = Path(cfg.output_dir)
     report = {"steps": state.step, "epochs": state.epoch, "micro_batch_chunks": state.chunks,
-              "train_seconds_this_run": round(seconds, 1),
+              "train_seconds_this_run": round(seconds, 1), "train_seconds": round(state.train_seconds, 1),
               "final_loss_mean_last_100": sum(losses[-100:]) / max(len(losses[-100:]), 1),
               "num_train_images": num_images, "config": dataclasses.asdict(cfg)}
     ema_state = sample_ema(accelerator, model, ema, output_dir / "samples" / "final.png", cfg, cfg.sample_size)

@@ -22,13 +22,15 @@ class TrainState:
 
     ``epoch_step`` counts the optimizer steps done in ``epoch``; ``chunks`` is how many pieces
     each micro-batch is cut into since the run last ran out of memory (1 = whole), kept so that a
-    resumed run does not run out of memory again first.
+    resumed run does not run out of memory again first. ``train_seconds`` is the time spent in the
+    training loop, summed over the runs that resumed one another (up to the state's last update).
     """
 
     step: int = 0
     epoch: int = 0
     epoch_step: int = 0
     chunks: int = 1
+    train_seconds: float = 0.0
 
     def next_epoch(self) -> None:
         """The epoch's batches ran out: continue with the next epoch."""
