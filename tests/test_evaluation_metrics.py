@@ -223,6 +223,10 @@ def test_classifier_metrics_hand_example():
     assert report["num_samples"] == 6
     assert report["accuracy"] == pytest.approx(4 / 6)
     assert report["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    assert report["most_confused_pairs"] == [  # both directions summed; B/other never mixed up, so left out
+        {"pair": ["A", "B"], "count": 1, "a_as_b": 1, "b_as_a": 0},
+        {"pair": ["A", "other"], "count": 1, "a_as_b": 0, "b_as_a": 1},
+    ]
     per = report["per_class"]
     assert per["A"] == pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2})
     assert per["B"] == pytest.approx({"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2})

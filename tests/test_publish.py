@@ -45,6 +45,8 @@ def classifier_doc() -> dict:
            "metrics": {"num_samples": 247, "label_names": list(LABELS), "accuracy": 0.8765432,
                        "macro_precision": 0.81234, "macro_recall": 0.79123, "macro_f1": 0.80111, "per_class": per_class,
                        "confusion_matrix": [[1] * 13 for _ in range(13)], "cat_vs_not_cat_accuracy": 0.97531,
+                       "most_confused_pairs": [{"pair": ["Birman", "Ragdoll"], "count": 9, "a_as_b": 5, "b_as_a": 4},
+                                               {"pair": ["Bombay", "other"], "count": 2, "a_as_b": 0, "b_as_a": 2}],
                        "ece": 0.04213, "ece_bins": 15},
            "cats_only": {"num_images": 120, "top1_12way": 0.83333, "top1_13way": 0.81666},
            "confusion_matrix_png": layout.CLASSIFIER_CONFUSION_PNG, "batch_size": 32, "seconds": 12.5}
@@ -166,6 +168,7 @@ def test_package_layout_and_card_numbers_come_from_the_json(models, results, tmp
         breed = gen["breed_accuracy"]["per_breed"].get(name)
         assert row + (f"{100 * breed:.2f}% |" if breed is not None else "n/a (not generated) |") in text, name
     assert f"| Accuracy, 13 labels | {100 * clf['metrics']['accuracy']:.2f}% |" in text
+    assert "both directions):\nBirman / Ragdoll (9), Bombay / other (2).\n" in text
     assert f"| FID (lower is better) | {gen['fid']:.1f} |" in text
     assert f"{1000 * gen['kid_mean']:.1f} ± {1000 * gen['kid_std']:.1f}" in text
     assert "| FID floor: 48 real vs 48 other real cats (generated vs the same 48: 125.5) | 31.2 |" in text

@@ -43,6 +43,20 @@ def expected_calibration_error(confidences: ArrayLike, correct: ArrayLike, n_bin
     return float(ece)
 
 
+def most_confused_pairs(confusion: np.ndarray, names: Sequence[str], top: int = 8) -> list:
+    """The ``top`` pairs of labels mistaken for each other most often (both directions summed), most first.
+
+    Each entry: ``{"pair": [a, b], "count": n, "a_as_b": i, "b_as_a": j}``; pairs never confused are left out.
+    """
+    pairs = []
+    for i in range(len(names)):
+        for j in range(i + 1, len(names)):
+            a_as_b, b_as_a = int(confusion[i, j]), int(confusion[j, i])
+            if a_as_b + b_as_a:
+                pairs.append({"pair": [names[i], names[j]], "count": a_as_b + b_as_a, "a_as_b": a_as_b, "b_as_a": b_as_a})
+    return sorted(pairs, key=lambda p: -p["count"])[:top]  # stable: ties keep label order
+
+
 def compute_classifier_metrics(
     labels: ArrayLike,
     probs: ArrayLike,
@@ -55,7 +69,7 @@ def compute_classifier_metrics(
     Returns a JSON-serialisable dict: ``accuracy``, ``per_class`` (precision, recall, f1,
     support per name), ``macro_precision/recall/f1`` (unweighted over all C classes,
     including classes absent from the labels), ``confusion_matrix`` (rows = true, columns =
-    predicted, list of lists), ``cat_vs_not_cat_accuracy`` (the label ``other`` is not a cat,
+    predicted, list of lists), ``most_confused_pairs`` (see :func:`most_confused_pairs`), ``cat_vs_not_cat_accuracy`` (the label ``other`` is not a cat,
     every other label is; ``None`` when no such label exists, since the task is then
     trivial), and ``ece`` on top-1 confidence. Undefined ratios (nothing predicted / no
     support) count as 0.0, as scikit-learn does by default.
@@ -109,6 +123,7 @@ def compute_classifier_metrics(
             for i, name in enumerate(names)
         },
         "confusion_matrix": confusion.tolist(),
+        "most_confused_pairs": most_confused_pairs(confusion, names),
         "cat_vs_not_cat_accuracy": cat_acc,
         "ece": expected_calibration_error(confidence, correct, n_bins),
         "ece_bins": int(n_bins),

@@ -91,6 +91,8 @@ CLASSIFIER_SCHEMA = document(
                 "macro_f1": RATIO,
                 "per_class": mapping(PER_CLASS),
                 "confusion_matrix": array(array(COUNT)),
+                "most_confused_pairs": array(obj({"pair": array(STRING, 2), "count": COUNT, "a_as_b": COUNT,
+                                                 "b_as_a": COUNT})),
                 "cat_vs_not_cat_accuracy": nullable(RATIO),
                 "ece": RATIO,
                 "ece_bins": COUNT,
