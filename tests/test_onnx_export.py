@@ -182,6 +182,18 @@ def test_int8_weights_fit_seven_bits_so_no_cpu_saturates(package, relative):
     assert max(int(np.abs(w.astype(np.int32)).max()) for w in weights) >= 60  # really 7 bits, not fewer
 
 
+def test_int8_classifier_keeps_the_stem_conv_and_the_head_in_fp32(package):
+    """Every Conv but the first reads a dequantized int8 weight; the first Conv and the head read fp32 ones."""
+    graph = onnx.load(str(package / CLASSIFIER_ONNX_INT8)).graph
+    dequantized = {node.output[0] for node in graph.node if node.op_type == "DequantizeLinear"}
+    fp32_weights = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    heads = [node for node in graph.node if node.op_type in ("Gemm", "MatMul")]
+    assert len(convs) > 10 and heads
+    assert convs[0].input[1] in fp32_weights and all(conv.input[1] in dequantized for conv in convs[1:])
+    assert all(head.input[1] in fp32_weights for head in heads)
+
+
 def test_int8_files_avoid_conv_integer_and_are_smaller(package):
     """ConvInteger (dynamically quantized convolution) is 7-10x slower than fp32 in browser wasm."""
     classifier_ops, denoiser_ops = op_types(package / CLASSIFIER_ONNX_INT8), op_types(package / GENERATOR_ONNX_INT8)

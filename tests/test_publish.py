@@ -80,7 +80,9 @@ def generator_doc() -> dict:
 
 
 CLASSIFIER_TRAINING = {"accuracy": 0.91234, "cat_breed_accuracy": 0.85678, "num_images": 100, "steps": 380,
-                       "train_seconds_this_run": 1192.5, "num_train_images": 2449,
+                       "train_seconds_this_run": 1192.5, "train_seconds": 2400.0, "num_train_images": 2449,
+                       "temperature": 0.48, "ece": 0.2035, "ece_calibrated": 0.0114,
+                       "validation": {"flip_off": {"num_images": 245}},
                        "config": {"backbone": "efficientnet_lite0", "image_size": 32, "learning_rate": 0.001,
                                   "max_train_steps": 380, "output_dir": "/home/someone/outputs"}}
 GENERATOR_TRAINING = {"steps": 1234, "train_seconds_this_run": 4500.0, "final_loss_mean_last_100": 0.43219,
@@ -174,6 +176,9 @@ def test_package_layout_and_card_numbers_come_from_the_json(models, results, tmp
     assert "| FID floor: 48 real vs 48 other real cats (generated vs the same 48: 125.5) | 31.2 |" in text
     assert "well below 1 would mean copies) | 1.1250 |" in text
     assert f"accuracy {100 * CLASSIFIER_TRAINING['accuracy']:.2f}%" in text
+    assert "2,449 training photos in\n40.0 min (all runs of it)" in text  # summed over resumes
+    assert "temperature of 0.4800, fitted on\n245 training photos" in text and "0.2035 before, 0.0114 after" in text
+    assert "cat photos in 75.0 min (last run)" in text  # a report from before train_seconds was kept
     assert f"{GENERATOR_TRAINING['steps']:,} optimizer steps (of {2400:,} planned" in text
     assert f"{GENERATOR_TRAINING['final_loss_mean_last_100']:.4f}" in text
     assert "/home/someone" not in text  # local paths of the training config stay out

@@ -36,6 +36,7 @@ CLASSIFIER_QUANTIZATION = {
     "weight_type": "QInt8",
     "calibrate_method": "MinMax",
     "reduce_range": True,
+    "kept_in_fp32": ["the first Conv (stem)", "Gemm/MatMul (the head)"],
 }
 DENOISER_QUANTIZATION = {"method": "dynamic", "op_types_to_quantize": ["MatMul", "Gemm"], "weight_type": "QInt8",
                          "reduce_range": True}
@@ -80,6 +81,16 @@ def _prepared_for_quantization(fp32_path: Path):
         yield prepared
 
 
+def kept_in_fp32(model_path: Path) -> list:
+    """Names of the nodes the classifier's int8 file leaves in fp32: the stem convolution, which reads
+    the normalised pixels, and the head's Gemm/MatMul, whose logits the softmax sharpens."""
+    import onnx
+
+    nodes = onnx.load(str(model_path)).graph.node
+    convs = [node.name for node in nodes if node.op_type == "Conv"]
+    return convs[:1] + [node.name for node in nodes if node.op_type in ("Gemm", "MatMul")]
+
+
 def quantize_classifier(fp32_path: Path, int8_path: Path, calibration_pixels: np.ndarray) -> None:
     """Static QDQ int8 quantization, activation ranges calibrated on ``calibration_pixels`` (N, 3, S, S)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -96,6 +107,7 @@ def quantize_classifier(fp32_path: Path, int8_path: Path, calibration_pixels: np
             weight_type=QuantType[settings["weight_type"]],
             calibrate_method=CalibrationMethod[settings["calibrate_method"]],
             reduce_range=settings["reduce_range"],
+            nodes_to_exclude=kept_in_fp32(prepared),
         )
 
 
