@@ -137,3 +137,19 @@ def test_classifier_recipe_options_validation_and_calibration(pet_folder, tmp_pa
     assert (logits.argmax(-1) == labels).float().mean().item() == pytest.approx(results["accuracy"])
     assert F.cross_entropy(logits, labels).item() == pytest.approx(results["test"]["flip_on"]["nll_calibrated"],
                                                                    rel=1e-4)
+
+
+def test_ablation_rows_say_whether_their_time_covers_the_whole_run():
+    """Reports written since the checkpoints keep the clock give the whole run's time; older ones only the last process's."""
+    from .test_training import load_script
+
+    ablate = load_script("ablate_classifier")
+    scores = {"accuracy": 0.9, "cat_breed_accuracy": 0.8, "ece": 0.2, "ece_calibrated": 0.02}
+    results = {"validation": {"flip_off": scores, "flip_on": scores}, "test": {"flip_off": scores, "flip_on": scores},
+               "config": {"num_epochs": 5}, "epochs": 4, "steps": 340, "temperature": 0.48,
+               "train_seconds_this_run": 120.0}
+    old = ablate.row("H_224_256", results)
+    assert (old["train_seconds"], old["train_seconds_cover"]) == (120.0, "its last process only")
+    new = ablate.row("bundled_recipe", {**results, "train_seconds": 900.0})
+    assert (new["train_seconds"], new["train_seconds_cover"]) == (900.0, "whole run")
+    assert new["overrides"] == {"config": "training/configs/classifier_cpu.yaml"} and new["epochs"] == 5
