@@ -43,6 +43,7 @@ VARIANTS = {
     "G_ema": {"ema_decay": 0.995},
     "H_224_256": {"image_size": 224, "eval_image_size": 256},
     "I_backbone_lr_1e-3": {"backbone_learning_rate": 1e-3},
+    "L_256_288": {"image_size": 256, "eval_image_size": 288},  # the resolution axis one step further
     # The epochs axis: strong augmentation and mixing regularise, so they may only pay in longer runs.
     "J_15_epochs": {"num_epochs": 15},
     "K_15_epochs_advanced_aug": {"num_epochs": 15, "augmentation": "advanced"},

@@ -2,7 +2,7 @@
 
     nice -n 15 .venv/bin/python frontend/scripts/python_onnx_bench.py /tmp/tc_export
 
-Classifier: forward pass on random pixel values (batch 1 and 8, 30 repeats after 2 warm-ups).
+Classifier: forward pass on random pixel values at the manifest's side (batch 1 and 8, 30 repeats after 2 warm-ups).
 Generator: one Abyssinian image end to end at 8 steps, guidance 1 and 4 (3 repeats after 1).
 Two intra-op threads, like the browser on a 2-core machine. Prints JSON.
 """
@@ -21,10 +21,12 @@ THREADS = 2
 
 def main(root: str) -> dict:
     out = {}
+    with open(f"{root}/onnx/manifest.json") as f:
+        side = json.load(f)["classifier"]["preprocessing"]["size"]  # the app feeds this side too
     for precision, path in [("fp32", "onnx/model.onnx"), ("int8", "onnx/model_quantized.onnx")]:
         session = ort_session(f"{root}/{path}", THREADS)
         for batch in (1, 8):
-            x = np.random.default_rng(0).uniform(-1, 1, (batch, 3, 224, 224)).astype(np.float32)
+            x = np.random.default_rng(0).uniform(-1, 1, (batch, 3, side, side)).astype(np.float32)
             def classify(x=x, session=session):
                 return session.run(["logits"], {"pixel_values": x})
 
