@@ -47,6 +47,9 @@ VARIANTS = {
     # The epochs axis: strong augmentation and mixing regularise, so they may only pay in longer runs.
     "J_15_epochs": {"num_epochs": 15},
     "K_15_epochs_advanced_aug": {"num_epochs": 15, "augmentation": "advanced"},
+    # The bundled recipe (H for 15 epochs) taken further along one axis each.
+    "M_256_288_15_epochs": {"image_size": 256, "eval_image_size": 288, "num_epochs": 15},
+    "N_224_256_30_epochs": {"image_size": 224, "eval_image_size": 256, "num_epochs": 30},
 }
 
 
