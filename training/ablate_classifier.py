@@ -22,14 +22,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 BASE_CONFIG = ROOT / "training" / "configs" / "classifier_ablation.yaml"
 OUT = ROOT / "outputs" / "ablation_classifier"
 REPORT = ROOT / "benchmarks" / "classifier_ablation.json"
 # The bundled recipe's run (training/configs/classifier_cpu.yaml: the base + H_224_256 for 15 epochs),
-# reported as the table's last row when it exists.
+# reported as the table's last row when its output_dir holds final/training_results.json.
 RECIPE = ROOT / "training" / "configs" / "classifier_cpu.yaml"
-RECIPE_RESULTS = ROOT / "outputs" / "classifier" / "final" / "training_results.json"
+
 
 # One change from the base (5 epochs, 192 px train / 224 px test, basic augmentation, label
 # smoothing 0.1, no EMA, backbone lr 3e-4 flat), then the longer runs of the combination.
@@ -92,8 +94,9 @@ def row(name: str, results: dict) -> dict:
 def cmd_report(args) -> None:
     rows = [row(name, json.loads(path.read_text())) for name in VARIANTS
             if (path := OUT / name / "final" / "training_results.json").exists()]
-    if RECIPE_RESULTS.exists():
-        rows.append(row("bundled_recipe", json.loads(RECIPE_RESULTS.read_text())))
+    recipe_results = ROOT / yaml.safe_load(RECIPE.read_text())["output_dir"] / "final" / "training_results.json"
+    if recipe_results.exists():
+        rows.append(row("bundled_recipe", json.loads(recipe_results.read_text())))
     doc = {"what": "classifier recipe ablation (training/ablate_classifier.py), chosen on validation",
            "base_config": str(BASE_CONFIG.relative_to(ROOT)), "runs": rows}
     REPORT.write_text(json.dumps(doc, indent=2) + "\n")
