@@ -3,7 +3,8 @@
     nice -n 15 .venv/bin/python frontend/scripts/python_onnx_bench.py /tmp/tc_export
 
 Classifier: forward pass on random pixel values at the manifest's side (batch 1 and 8, 30 repeats after 2 warm-ups).
-Generator: one Abyssinian image end to end at 8 steps, guidance 1 and 4 (3 repeats after 1).
+Generator: one Abyssinian image end to end at the manifest's default steps, with guidance 1 and the
+manifest's default guidance (3 repeats after 1), like the app's Benchmark page.
 Two intra-op threads, like the browser on a 2-core machine. Prints JSON.
 """
 
@@ -22,7 +23,9 @@ THREADS = 2
 def main(root: str) -> dict:
     out = {}
     with open(f"{root}/onnx/manifest.json") as f:
-        side = json.load(f)["classifier"]["preprocessing"]["size"]  # the app feeds this side too
+        manifest = json.load(f)
+    side = manifest["classifier"]["preprocessing"]["size"]  # the app feeds this side too
+    steps, default_guidance = (manifest["generator"]["sampling"][k] for k in ("num_inference_steps", "guidance_scale"))
     for precision, path in [("fp32", "onnx/model.onnx"), ("int8", "onnx/model_quantized.onnx")]:
         session = ort_session(f"{root}/{path}", THREADS)
         for batch in (1, 8):
@@ -36,14 +39,14 @@ def main(root: str) -> dict:
     for precision, quantized in [("fp32", False), ("int8", True)]:
         pipe = load_onnx_generator(root, quantized=quantized, num_threads=THREADS)
         pipe.set_progress_bar_config(disable=True)
-        for guidance in (1.0, 4.0):
+        for guidance in (1.0, default_guidance):
             def generate(guidance=guidance, pipe=pipe):
-                return pipe("Abyssinian", num_inference_steps=8, guidance_scale=guidance,
+                return pipe("Abyssinian", num_inference_steps=steps, guidance_scale=guidance,
                             generator=torch.manual_seed(0))
 
             stats = latency_stats(time_calls(generate, repeats=3, warmup=1), 1, 1)
-            out[f"generator {precision} 8 steps guidance {guidance}"] = {
-                **{k: round(stats[k], 1) for k in ("p50_ms", "p95_ms")}, "per_step_ms": round(stats["mean_ms"] / 8, 1)}
+            out[f"generator {precision} {steps} steps guidance {guidance}"] = {
+                **{k: round(stats[k], 1) for k in ("p50_ms", "p95_ms")}, "per_step_ms": round(stats["mean_ms"] / steps, 1)}
     return out
 
 
