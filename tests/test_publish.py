@@ -84,7 +84,8 @@ CLASSIFIER_TRAINING = {"accuracy": 0.91234, "cat_breed_accuracy": 0.85678, "num_
                        "temperature": 0.48, "ece": 0.2035, "ece_calibrated": 0.0114,
                        "validation": {"flip_off": {"num_images": 245}},
                        "config": {"backbone": "efficientnet_lite0", "image_size": 32, "learning_rate": 0.001,
-                                  "max_train_steps": 380, "output_dir": "/home/someone/outputs"}}
+                                  "max_train_steps": 380, "output_dir": "/home/someone/outputs",
+                                  "test_time_flip": True}}
 GENERATOR_TRAINING = {"steps": 1234, "train_seconds_this_run": 4500.0, "final_loss_mean_last_100": 0.43219,
                       "num_train_images": 1919, "config": {"sample_size": 16, "max_train_steps": 2400,
                                                            "learning_rate": 0.0003}}
@@ -178,6 +179,7 @@ def test_package_layout_and_card_numbers_come_from_the_json(models, results, tmp
     assert f"accuracy {100 * CLASSIFIER_TRAINING['accuracy']:.2f}%" in text
     assert "2,449 training photos in\n40.0 min (all runs of it)" in text  # summed over resumes
     assert "temperature of 0.4800, fitted on\n245 training photos" in text and "0.2035 before, 0.0114 after" in text
+    assert "classified together with its mirror image" in text  # the recipe's test_time_flip
     assert "cat photos in 75.0 min (last run)" in text  # a report from before train_seconds was kept
     assert f"{GENERATOR_TRAINING['steps']:,} optimizer steps (of {2400:,} planned" in text
     assert f"{GENERATOR_TRAINING['final_loss_mean_last_100']:.4f}" in text
