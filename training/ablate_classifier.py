@@ -28,10 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 BASE_CONFIG = ROOT / "training" / "configs" / "classifier_ablation.yaml"
 OUT = ROOT / "outputs" / "ablation_classifier"
 REPORT = ROOT / "benchmarks" / "classifier_ablation.json"
-# The bundled recipe's run (training/configs/classifier_cpu.yaml: the base + H_224_256 for 15 epochs),
-# reported as the table's last row when its output_dir holds final/training_results.json.
+# The bundled recipe's run (training/configs/classifier_cpu.yaml: the base + H_224_256 for 15 epochs,
+# flip test-time augmentation on), reported as the table's last row when its output_dir holds
+# final/training_results.json.
 RECIPE = ROOT / "training" / "configs" / "classifier_cpu.yaml"
-
 
 # One change from the base (5 epochs, 192 px train / 224 px test, basic augmentation, label
 # smoothing 0.1, no EMA, backbone lr 3e-4 flat), then the longer runs of the combination.
