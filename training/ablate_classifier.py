@@ -52,6 +52,8 @@ VARIANTS = {
     # The bundled recipe (H for 15 epochs) taken further along one axis each.
     "M_256_288_15_epochs": {"image_size": 256, "eval_image_size": 288, "num_epochs": 15},
     "N_224_256_30_epochs": {"image_size": 224, "eval_image_size": 256, "num_epochs": 30},
+    "O_224_256_15_epochs_mixup_cutmix": {"image_size": 224, "eval_image_size": 256, "num_epochs": 15,
+                                         "mixup_alpha": 0.2, "cutmix_alpha": 1.0},
 }
 
 
