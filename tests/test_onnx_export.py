@@ -193,7 +193,7 @@ def test_int8_classifier_keeps_the_first_convs_and_the_head_in_fp32(package):
     fp32_weights = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
     convs = [node for node in graph.node if node.op_type == "Conv"]
     heads = [node for node in graph.node if node.op_type in ("Gemm", "MatMul")]
-    assert FP32_LEADING_CONVS == 3 and len(convs) > 10 and heads
+    assert len(convs) > 10 and heads
     assert all(conv.input[1] in fp32_weights for conv in convs[:FP32_LEADING_CONVS])
     assert all(conv.input[1] in dequantized for conv in convs[FP32_LEADING_CONVS:])
     assert all(head.input[1] in fp32_weights for head in heads)
