@@ -47,7 +47,7 @@ CLASSIFIER_QUANTIZATION = {
     "weight_type": "QInt8",
     "calibrate_method": "MinMax",
     "reduce_range": True,
-    "kept_in_fp32": ["the first three Convs (stem, first block) and every node before them",
+    "kept_in_fp32": [f"the first {FP32_LEADING_CONVS} Convs (stem, first block) and every node before them",
                      "Gemm/MatMul (the head) and every node after it"],
 }
 DENOISER_QUANTIZATION = {"method": "dynamic", "op_types_to_quantize": ["MatMul", "Gemm"], "weight_type": "QInt8",
