@@ -23,6 +23,7 @@ from tiny_cats.evaluation import (
     frechet_distance,
     load_inception,
     load_reference_stats,
+    paired_bootstrap,
     plot_confusion_matrix,
     precision_recall,
     save_reference_stats,
@@ -259,6 +260,23 @@ def test_classifier_metrics_edge_cases():
     assert report["cat_vs_not_cat_accuracy"] is None
     with pytest.raises(ValueError):
         compute_classifier_metrics([0, 3], [[0.9, 0.1], [0.8, 0.2]], ["A", "B"])
+
+
+def test_paired_bootstrap_matches_the_normal_approximation_and_pairs_the_items():
+    """Differences drawn N(0.1, 1) for 2,000 items: the 95% interval is about 0.1 +- 1.96 / sqrt(2000)."""
+    rng = np.random.default_rng(3)
+    base = rng.normal(5.0, 3.0, 2000)  # large shared per-item variation: pairing must cancel it
+    differences = rng.normal(0.1, 1.0, 2000)
+    found = paired_bootstrap(base + differences, base, resamples=4000, seed=1)
+    half = 1.96 * differences.std(ddof=1) / np.sqrt(2000)
+    assert found["difference"] == pytest.approx(differences.mean())
+    assert found["low"] == pytest.approx(differences.mean() - half, abs=0.15 * half)
+    assert found["high"] == pytest.approx(differences.mean() + half, abs=0.15 * half)
+    assert found["p_a_below_b"] < 0.01  # a's mean is higher in (almost) every resample
+    same = paired_bootstrap(base, base)
+    assert (same["difference"], same["low"], same["high"], same["p_a_below_b"]) == (0.0, 0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="equal, non-empty lengths"):
+        paired_bootstrap([1.0, 2.0], [1.0])
 
 
 # --------------------------------------------------------------------------- confusion PNG

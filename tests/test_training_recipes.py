@@ -153,3 +153,57 @@ def test_ablation_rows_say_whether_their_time_covers_the_whole_run():
     new = ablate.row("bundled_recipe", {**results, "train_seconds": 900.0})
     assert (new["train_seconds"], new["train_seconds_cover"]) == (900.0, "whole run")
     assert new["overrides"] == {"config": "training/configs/classifier_cpu.yaml"} and new["epochs"] == 5
+
+
+def test_compare_classifiers_pairs_the_validation_photos_and_refuses_another_split(pet_folder, classifier_dir, tmp_path):
+    """Each model's scores are its own calibrated validation metrics; a model compared with itself ties;
+    a model that held out other photos is refused in one line."""
+    import shutil
+
+    from tiny_cats.data import stratified_split
+
+    from .conftest import tiny_classifier
+    from .test_training import load_script
+
+    compare = load_script("compare_classifiers")
+    other = tmp_path / "other"
+    torch.manual_seed(1)
+    model = TinyCatsForImageClassification(TinyCatsConfig(image_size=32)).eval()
+    with torch.no_grad():
+        model.classifier.weight.normal_(0, 0.5)  # a second, different model
+    model.save_pretrained(other)
+    TinyCatsImageProcessor(size=32).save_pretrained(other)
+
+    args = [str(other), str(classifier_dir), "--data", str(pet_folder), "--validation_fraction", "0.3", "--flip", "on",
+            "--resamples", "200", "--output", str(tmp_path / "cmp.json")]
+    result = compare.main(args)
+    assert json.loads((tmp_path / "cmp.json").read_text()) == result
+
+    train = load_pets(str(pet_folder))["train"]
+    held = train.select(stratified_split(train["label"], 0.3, 0)[1])
+    assert result["validation_photos"] == len(held) == 5
+    labels = torch.tensor(held["label"])
+    processor = TinyCatsImageProcessor(size=32)
+    for name, reference in (("candidate", model), ("baseline", tiny_classifier())):
+        reference.config.test_time_flip = True
+        with torch.no_grad():
+            logits = reference(**processor([row["image"] for row in held])).logits
+        assert result[name]["accuracy"] == pytest.approx((logits.argmax(-1) == labels).float().mean().item(), abs=1e-4)
+        temperature = result[name]["temperature"]
+        assert result[name]["nll_calibrated"] == pytest.approx(F.cross_entropy(logits / temperature, labels).item(),
+                                                               abs=2e-3)
+    assert result["nll"]["candidate_minus_baseline"] == pytest.approx(
+        result["candidate"]["nll_calibrated"] - result["baseline"]["nll_calibrated"], abs=2e-4)
+    assert result["nll"]["interval_95"][0] <= result["nll"]["candidate_minus_baseline"] <= result["nll"]["interval_95"][1]
+
+    itself = compare.main([str(classifier_dir), str(classifier_dir), "--data", str(pet_folder),
+                           "--validation_fraction", "0.3", "--resamples", "50"])
+    assert itself["nll"]["candidate_minus_baseline"] == 0 and itself["nll"]["p_candidate_better"] == 0
+    assert itself["accuracy"]["only_candidate_right"] == itself["accuracy"]["only_baseline_right"] == 0
+
+    shutil.copytree(classifier_dir, tmp_path / "seed1")
+    (tmp_path / "seed1" / "training_results.json").write_text(json.dumps({"config": {"validation_fraction": 0.3,
+                                                                                     "seed": 1}}))
+    with pytest.raises(SystemExit, match="trained on some of these validation photos"):
+        compare.main([str(tmp_path / "seed1"), str(classifier_dir), "--data", str(pet_folder),
+                      "--validation_fraction", "0.3"])

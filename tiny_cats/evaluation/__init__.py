@@ -4,7 +4,7 @@
 * ``generative_metrics``: FID, KID (via torchmetrics), improved precision/recall, reference
   statistics cache, classifier-based IS analogue.
 * ``classifier_metrics``: accuracy, per-class P/R/F1, confusion matrix (+ PNG), cat-vs-not-cat
-  accuracy, expected calibration error.
+  accuracy, expected calibration error, a paired bootstrap for comparing two models.
 """
 
 import importlib
@@ -14,6 +14,7 @@ import importlib
 _EXPORTS = {
     "compute_classifier_metrics": ".classifier_metrics",
     "expected_calibration_error": ".classifier_metrics",
+    "paired_bootstrap": ".classifier_metrics",
     "plot_confusion_matrix": ".classifier_metrics",
     "PrecomputedFeatures": ".generative_metrics",
     "classifier_based_score": ".generative_metrics",
@@ -50,6 +51,7 @@ __all__ = [
     "frechet_distance",
     "load_inception",
     "load_reference_stats",
+    "paired_bootstrap",
     "plot_confusion_matrix",
     "precision_recall",
     "save_reference_stats",

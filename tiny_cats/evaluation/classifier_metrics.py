@@ -57,6 +57,28 @@ def most_confused_pairs(confusion: np.ndarray, names: Sequence[str], top: int = 
     return sorted(pairs, key=lambda p: -p["count"])[:top]  # stable: ties keep label order
 
 
+def paired_bootstrap(a: ArrayLike, b: ArrayLike, resamples: int = 10_000, seed: int = 0,
+                     confidence: float = 0.95) -> Dict[str, float]:
+    """Paired bootstrap of ``mean(a) - mean(b)``, where ``a[i]`` and ``b[i]`` are two models' scores of item i.
+
+    Items are resampled with replacement (the same indices for both models), so the interval reflects
+    how much the difference depends on which items happened to be drawn. Returns ``difference`` (on
+    all items), the percentile interval ``low``/``high`` at ``confidence``, and ``p_a_below_b``: the
+    share of resamples where ``a``'s mean is strictly lower (for a loss: how often ``a`` wins).
+    """
+    x = _to_numpy(a).astype(np.float64).reshape(-1)
+    y = _to_numpy(b).astype(np.float64).reshape(-1)
+    if x.shape != y.shape or x.size == 0:
+        raise ValueError(f"paired scores need two equal, non-empty lengths, got {x.size} and {y.size}")
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, x.size, size=(resamples, x.size))
+    differences = (x - y)[picks].mean(axis=1)
+    tail = (1 - confidence) / 2 * 100
+    return {"difference": float((x - y).mean()), "low": float(np.percentile(differences, tail)),
+            "high": float(np.percentile(differences, 100 - tail)),
+            "p_a_below_b": float((differences < 0).mean()), "resamples": resamples}
+
+
 def compute_classifier_metrics(
     labels: ArrayLike,
     probs: ArrayLike,

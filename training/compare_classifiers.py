@@ -1,0 +1,122 @@
+"""Compare two saved classifiers photo by photo on the validation split: is the candidate better than the
+baseline by more than the luck of which photos were held out?
+
+    python training/compare_classifiers.py CANDIDATE_DIR BASELINE_DIR --flip on --output outputs/compare.json
+
+Both models see the same validation photos, carved out of the training split as train_classifier.py
+carves them (``--validation_fraction``, ``--seed``). A model whose ``training_results.json`` names other
+values is refused: it trained on some of these photos. Each model uses its own image processor, and its
+own temperature, refitted on these logits the way the shipped temperature is fitted. Then the per-photo
+calibrated NLL and correctness are bootstrapped in pairs, 10,000 resamples.
+``nll.p_candidate_better`` is the share of resamples in which the candidate's mean NLL is lower.
+The test split is never read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from tiny_cats import TinyCatsForImageClassification, TinyCatsImageProcessor
+from tiny_cats.classifier.labels import OTHER_ID
+from tiny_cats.data import default_data_dir, load_pets, stratified_split
+from tiny_cats.evaluation.classifier_metrics import paired_bootstrap
+from tiny_cats.training.calibration import classification_metrics, fit_temperature
+from tiny_cats.training.loaders import make_eval_loader
+
+
+def validation_split(data: str, fraction: float, seed: int):
+    train = load_pets(data)["train"]
+    _, held = stratified_split(train["label"], fraction, seed)
+    return train.select(held)
+
+
+def check_same_split(model_dir: str, fraction: float, seed: int) -> None:
+    path = Path(model_dir) / "training_results.json"
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text()).get("config", {})
+    trained = (config.get("validation_fraction"), config.get("seed"))
+    if trained != (fraction, seed):
+        raise SystemExit(f"error: {model_dir} held out validation_fraction {trained[0]} with seed {trained[1]}, "
+                         f"not {fraction} with seed {seed}: it trained on some of these validation photos")
+
+
+@torch.no_grad()
+def validation_scores(model_dir: str, dataset, flip: str, batch_size: int) -> dict:
+    """Temperature-1 logits of every validation photo, the temperature refitted on them, and per-photo scores."""
+    model = TinyCatsForImageClassification.from_pretrained(model_dir).eval()
+    processor = TinyCatsImageProcessor.from_pretrained(model_dir)
+    model.config.temperature = 1.0
+    if flip != "saved":
+        model.config.test_time_flip = flip == "on"
+    logits, labels = [], []
+    for batch in make_eval_loader(dataset, processor, batch_size, num_workers=0):
+        logits.append(model(pixel_values=batch["pixel_values"]).logits.float())
+        labels.append(batch["labels"])
+    logits, labels = torch.cat(logits), torch.cat(labels)
+    temperature = fit_temperature(logits, labels)
+    metrics = classification_metrics(logits, labels, OTHER_ID, temperature)
+    return {"model": str(model_dir), "test_time_flip": bool(model.config.test_time_flip),
+            "image_size": processor.size["height"], "temperature": round(temperature, 4),
+            **{k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)},
+            "nll_per_photo": F.cross_entropy(logits / temperature, labels, reduction="none"),
+            "correct_per_photo": (logits.argmax(-1) == labels).float()}
+
+
+def compare(candidate: dict, baseline: dict, resamples: int) -> dict:
+    nll = paired_bootstrap(candidate["nll_per_photo"], baseline["nll_per_photo"], resamples)
+    accuracy = paired_bootstrap(candidate["correct_per_photo"], baseline["correct_per_photo"], resamples)
+    only = candidate["correct_per_photo"] - baseline["correct_per_photo"]
+    return {
+        "nll": {"candidate_minus_baseline": round(nll["difference"], 4), "interval_95": [round(nll["low"], 4),
+                round(nll["high"], 4)], "p_candidate_better": round(nll["p_a_below_b"], 4)},
+        "accuracy": {"candidate_minus_baseline": round(accuracy["difference"], 4),
+                     "interval_95": [round(accuracy["low"], 4), round(accuracy["high"], 4)],
+                     "only_candidate_right": int((only > 0).sum()), "only_baseline_right": int((only < 0).sum())},
+        "resamples": resamples,
+    }
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
+    parser.add_argument("candidate", help="saved classifier folder (config.json, model.safetensors, processor)")
+    parser.add_argument("baseline", help="saved classifier folder to compare against")
+    parser.add_argument("--data", default=None, help="Oxford-IIIT Pet folder (default: the usual places)")
+    parser.add_argument("--validation_fraction", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--flip", choices=["on", "off", "saved"], default="saved",
+                        help="test-time flip for both models (saved: each model's own setting)")
+    parser.add_argument("--resamples", type=int, default=10_000)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--output", default=None, help="also write the JSON here")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for model_dir in (args.candidate, args.baseline):
+        check_same_split(model_dir, args.validation_fraction, args.seed)
+    data = args.data or default_data_dir()
+    if data is None:
+        raise SystemExit("error: no Oxford-IIIT Pet folder found: pass --data or set TINY_CATS_DATA")
+    dataset = validation_split(data, args.validation_fraction, args.seed)
+    candidate, baseline = (validation_scores(d, dataset, args.flip, args.batch_size)
+                           for d in (args.candidate, args.baseline))
+    result = {"what": "paired comparison on the validation split (training/compare_classifiers.py)",
+              "validation_photos": len(dataset), **compare(candidate, baseline, args.resamples),
+              **{name: {k: v for k, v in scores.items() if not k.endswith("_per_photo")}
+                 for name, scores in (("candidate", candidate), ("baseline", baseline))}}
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
