@@ -199,6 +199,43 @@ def test_int8_classifier_keeps_the_first_convs_and_the_head_in_fp32(package):
     assert all(head.input[1] in fp32_weights for head in heads)
 
 
+def test_int8_variant_study_quantizes_with_the_export_code_on_validation_photos_only(pet_folder, tmp_path, monkeypatch):
+    """training/ablate_int8.py: each variant's int8 file keeps its own number of convolutions in fp32, and it
+    is judged on the validation photos that are not calibration photos."""
+    from tiny_cats.data import load_pets, stratified_split
+
+    from .test_training import load_script
+
+    study = load_script("ablate_int8")
+    model_dir = tmp_path / "clf"
+    fitted_tiny_classifier().save_pretrained(model_dir)
+    TinyCatsImageProcessor(size=IMAGE_SIZE).save_pretrained(model_dir)
+    (model_dir / "training_results.json").write_text(json.dumps({"config": {"validation_fraction": 0.5, "seed": 0}}))
+    fp32 = tmp_path / "model.onnx"
+    export_classifier_onnx(TinyCatsForImageClassification.from_pretrained(model_dir).eval(), fp32)
+    monkeypatch.setattr(study, "VARIANTS", [(1, 3), (5, 3)])
+    made = []
+    real_quantize = study.quantize_classifier
+    monkeypatch.setattr(study, "quantize_classifier", lambda src, dst, pixels, leading_convs: (
+        real_quantize(src, dst, pixels, leading_convs=leading_convs), made.append((leading_convs, onnx.load(str(dst))))))
+
+    result = study.main(["--model", str(model_dir), "--onnx", str(fp32), "--data", str(pet_folder), "--repeats", "2"])
+
+    train = load_pets(str(pet_folder))["train"]
+    calibration = set(train.shuffle(seed=0).select(range(3))["file"])
+    held = train.select(stratified_split(train["label"], 0.5, 0)[1])
+    expected = [f for f in held["file"] if f not in calibration]
+    assert result["validation_photos_not_calibration"] == len(expected) > 0
+    assert [row["fp32_leading_convs"] for row in result["variants"]] == [1, 5]
+    for row in result["variants"]:
+        assert 0 <= row["disagreements"] <= len(expected) and row["mean_kl"] >= 0 and row["megabytes"] > 0
+        assert row["ms_batch1_1thread"] > 0 and not row["shipped"]
+    for convs, model in made:  # the first `convs` Convs read fp32 weights, the rest int8 ones
+        fp32_weights = {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+        conv_nodes = [node for node in model.graph.node if node.op_type == "Conv"]
+        assert [node.input[1] in fp32_weights for node in conv_nodes] == [i < convs for i in range(len(conv_nodes))]
+
+
 def test_int8_classifier_with_flip_keeps_the_pixels_and_the_logit_average_in_fp32(tmp_path):
     """With ``test_time_flip`` the graph joins each image to its mirror before the stem and averages the two
     halves' logits after the head; quantized, those nodes rounded the pixels and the logits to 8 bits (the

@@ -93,8 +93,8 @@ def _prepared_for_quantization(fp32_path: Path):
         yield prepared
 
 
-def kept_in_fp32(model_path: Path) -> list:
-    """Names of the nodes the classifier's int8 file leaves in fp32: the first ``FP32_LEADING_CONVS``
+def kept_in_fp32(model_path: Path, leading_convs: int = FP32_LEADING_CONVS) -> list:
+    """Names of the nodes the classifier's int8 file leaves in fp32: the first ``leading_convs``
     convolutions (the stem, which reads the normalised pixels, and the first block, whose feature
     maps are the largest) and the head's Gemm/MatMul, whose logits the softmax sharpens, with every
     node before those convolutions and after the head (with ``test_time_flip`` the Concat of each
@@ -104,13 +104,15 @@ def kept_in_fp32(model_path: Path) -> list:
 
     nodes = [node for node in onnx.load(str(model_path)).graph.node if node.op_type != "Constant"]
     convs = [i for i, node in enumerate(nodes) if node.op_type == "Conv"]  # nodes are in topological order
-    last_fp32_conv = convs[min(FP32_LEADING_CONVS, len(convs)) - 1]
+    last_fp32_conv = convs[min(leading_convs, len(convs)) - 1]
     head = [i for i, node in enumerate(nodes) if node.op_type in ("Gemm", "MatMul")]
     return [node.name for i, node in enumerate(nodes) if i <= last_fp32_conv or (head and i >= head[0])]
 
 
-def quantize_classifier(fp32_path: Path, int8_path: Path, calibration_pixels: np.ndarray) -> None:
-    """Static QDQ int8 quantization, activation ranges calibrated on ``calibration_pixels`` (N, 3, S, S)."""
+def quantize_classifier(fp32_path: Path, int8_path: Path, calibration_pixels: np.ndarray,
+                        leading_convs: int = FP32_LEADING_CONVS) -> None:
+    """Static QDQ int8 quantization, activation ranges calibrated on ``calibration_pixels`` (N, 3, S, S);
+    ``leading_convs``: how many convolutions from the input stay fp32 (training/ablate_int8.py compares them)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     settings = CLASSIFIER_QUANTIZATION
@@ -125,7 +127,7 @@ def quantize_classifier(fp32_path: Path, int8_path: Path, calibration_pixels: np
             weight_type=QuantType[settings["weight_type"]],
             calibrate_method=CalibrationMethod[settings["calibrate_method"]],
             reduce_range=settings["reduce_range"],
-            nodes_to_exclude=kept_in_fp32(prepared),
+            nodes_to_exclude=kept_in_fp32(prepared, leading_convs),
         )
 
 
