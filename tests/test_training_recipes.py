@@ -160,6 +160,7 @@ def test_compare_classifiers_pairs_the_validation_photos_and_refuses_another_spl
     a model that held out other photos is refused in one line."""
     import shutil
 
+    from tiny_cats.classifier.labels import OTHER_ID
     from tiny_cats.data import stratified_split
 
     from .conftest import tiny_classifier
@@ -195,6 +196,11 @@ def test_compare_classifiers_pairs_the_validation_photos_and_refuses_another_spl
     assert result["nll"]["candidate_minus_baseline"] == pytest.approx(
         result["candidate"]["nll_calibrated"] - result["baseline"]["nll_calibrated"], abs=2e-4)
     assert result["nll"]["interval_95"][0] <= result["nll"]["candidate_minus_baseline"] <= result["nll"]["interval_95"][1]
+    other = (logits / temperature).softmax(-1)[:, OTHER_ID]  # the baseline's, from the loop's last pass
+    cat_vs_not = -torch.where(labels == OTHER_ID, other, 1 - other).log().mean().item()
+    assert result["baseline"]["cat_vs_not_nll_calibrated"] == pytest.approx(cat_vs_not, abs=2e-3)
+    assert result["cat_vs_not_nll"]["candidate_minus_baseline"] == pytest.approx(
+        result["candidate"]["cat_vs_not_nll_calibrated"] - result["baseline"]["cat_vs_not_nll_calibrated"], abs=2e-4)
 
     itself = compare.main([str(classifier_dir), str(classifier_dir), "--data", str(pet_folder),
                            "--validation_fraction", "0.3", "--resamples", "50"])
