@@ -12,10 +12,10 @@ Choices, and why:
   head (with ``test_time_flip``, the Concat of each image with its mirror and the averaging of the two
   logits). Chosen on the 221 validation photos that are not calibration photos, by the mean KL
   divergence of the int8 file's calibrated probabilities from fp32's (argmax disagreements are too
-  rare there to rank variants: 0 or 1 each), side by side (scratch script outputs/quant_exp/val_kl2.py,
-  not part of the repository): stem and head only 0.0087 (1 disagreement), + first block 0.0051
-  (0; same size, same speed: 13.4 vs 14.0 ms, 1 thread), + two blocks 0.0048 (12% slower), + three
-  blocks 0.0033 (23% slower); 256 calibration photos instead of 64: 0.0089. The first block is the
+  rare there to rank variants: 0 or 1 each), timed side by side: ``training/ablate_int8.py`` ->
+  ``benchmarks/int8_ablation.json``. Stem and head only 0.0087 (1 disagreement), + first block 0.0051
+  (0; same size, same speed: 12.9 vs 13.6 ms, 1 thread), + two blocks 0.0048 (15% slower), + three
+  blocks 0.0033 (26% slower); 256 calibration photos instead of 64: 0.0089. The first block is the
   largest step for no cost, so it is what ships. Test photos, for the record: with stem and head only,
   the bundled classifier (flip on) agreed with fp32 on 98.90% of the 2,191 test photos; quantizing
   flip's Concat and logit average too had given 98.13%.
