@@ -63,6 +63,34 @@ def test_mixup_and_cutmix_give_soft_targets_that_match_the_pixels():
         assert targets[i, i].item() == pytest.approx(kept)
 
 
+def test_cat_vs_not_loss_adds_the_yes_no_cross_entropy():
+    """cat_vs_not_weight w adds w x mean(-log P(cat)) over cats and -log P(other) over the rest, for hard
+    labels and for mixup's soft targets alike; the label ids are the real 13 (other = 12)."""
+    from types import SimpleNamespace
+
+    from tiny_cats.classifier.labels import OTHER_ID
+
+    torch.manual_seed(0)
+    logits = torch.randn(6, 13)
+    model = lambda pixel_values: SimpleNamespace(logits=logits)  # noqa: E731
+    labels = torch.tensor([0, 3, OTHER_ID, 11, OTHER_ID, 5])
+    inputs = {"pixel_values": None, "labels": labels}
+    plain = train_classifier.soft_cross_entropy(model, inputs, 0.1)
+    assert plain == pytest.approx(F.cross_entropy(logits, labels, label_smoothing=0.1).item())
+    p_other = logits.softmax(-1)[:, OTHER_ID]
+    by_hand = -torch.where(labels == OTHER_ID, p_other, 1 - p_other).log().mean()
+    with_aux = train_classifier.soft_cross_entropy(model, inputs, 0.1, cat_vs_not_weight=0.5)
+    assert (with_aux - plain).item() == pytest.approx(0.5 * by_hand.item(), rel=1e-5)
+
+    soft = F.one_hot(labels, 13).float() * 0.7 + F.one_hot(labels.roll(1), 13).float() * 0.3  # a mixup of pairs
+    other = soft[:, OTHER_ID]
+    soft_by_hand = -(other * p_other.log() + (1 - other) * (1 - p_other).log()).mean()
+    soft_inputs = {"pixel_values": None, "labels": soft}
+    gap = train_classifier.soft_cross_entropy(model, soft_inputs, 0.0, 2.0) - train_classifier.soft_cross_entropy(
+        model, soft_inputs, 0.0)
+    assert gap.item() == pytest.approx(2 * soft_by_hand.item(), rel=1e-5)
+
+
 def test_layer_decay_rates_grow_from_stem_to_head():
     model = TinyCatsForImageClassification(TinyCatsConfig(image_size=32))
     groups = parameter_groups(model, head_lr=1e-3, backbone_lr=1e-4, layer_decay=0.5)
@@ -108,7 +136,7 @@ def test_classifier_recipe_options_validation_and_calibration(pet_folder, tmp_pa
     out = tmp_path / "clf"
     args = ["--data", str(pet_folder), "--output_dir", str(out), *TINY_CLASSIFIER, "--validation_fraction", "0.3",
             "--validation_every_steps", "2", "--mixup_alpha", "0.2", "--cutmix_alpha", "1.0", "--layer_decay", "0.7",
-            "--augmentation", "randaugment", "--ema_decay", "0.5", "--num_epochs", "2", "--max_train_steps", "1000",
+            "--augmentation", "randaugment", "--ema_decay", "0.5", "--cat_vs_not_weight", "0.5", "--num_epochs", "2", "--max_train_steps", "1000",
             "--checkpointing_steps", "1000", "--test_time_flip", "true", "--pretrained", "false"]
     train_classifier.main(parse_config(train_classifier.ClassifierTrainingConfig, args))
     results = json.loads((out / "final" / "training_results.json").read_text())

@@ -54,6 +54,9 @@ VARIANTS = {
     "N_224_256_30_epochs": {"image_size": 224, "eval_image_size": 256, "num_epochs": 30},
     "O_224_256_15_epochs_mixup_cutmix": {"image_size": 224, "eval_image_size": 256, "num_epochs": 15,
                                          "mixup_alpha": 0.2, "cutmix_alpha": 1.0},
+    # Cat vs not is the target the bundled recipe misses (cats called `other`): weigh that yes/no question more.
+    "P_224_256_15_epochs_cat_vs_not_loss": {"image_size": 224, "eval_image_size": 256, "num_epochs": 15,
+                                            "cat_vs_not_weight": 1.0},
 }
 
 

@@ -52,6 +52,7 @@ from transformers import get_scheduler
 
 from tiny_cats import TinyCatsConfig, TinyCatsForImageClassification, TinyCatsImageProcessor
 from tiny_cats.augmentation import build_train_augmentation
+from tiny_cats.classifier.labels import OTHER_ID
 from tiny_cats.convert_efficientnet_lite0 import load_imagenet_backbone
 from tiny_cats.data import load_pets, stratified_split
 from tiny_cats.training.accelerator import make_accelerator
@@ -85,6 +86,9 @@ class ClassifierTrainingConfig(TrainingConfig):
     layer_decay: float = 1.0  # < 1: the backbone's rate shrinks by this per stage down to the stem
     weight_decay: float = 0.05
     label_smoothing: float = 0.1
+    # > 0: add this times the yes/no "is it a cat?" cross-entropy, with P(not a cat) = P(other), so a cat
+    # called `other` costs more than a cat called the wrong breed (cat vs not is a target of its own)
+    cat_vs_not_weight: float = 0.0
     mixup_alpha: float = 0.0  # > 0: mixup with lam ~ Beta(alpha, alpha), soft targets
     cutmix_alpha: float = 0.0  # > 0: CutMix; with mixup too, one of the two per batch
     lr_scheduler: str = "cosine"
@@ -124,10 +128,19 @@ def build_model(cfg: ClassifierTrainingConfig, processor: TinyCatsImageProcessor
     return model
 
 
-def soft_cross_entropy(model, inputs: dict, label_smoothing: float) -> torch.Tensor:
-    """Cross-entropy in fp32 to integer labels or to mixup/CutMix's soft targets, with label smoothing."""
-    logits = model(pixel_values=inputs["pixel_values"]).logits
-    return F.cross_entropy(logits.float(), inputs["labels"], label_smoothing=label_smoothing)
+def soft_cross_entropy(model, inputs: dict, label_smoothing: float, cat_vs_not_weight: float = 0.0) -> torch.Tensor:
+    """Cross-entropy in fp32 to integer labels or to mixup/CutMix's soft targets, with label smoothing; plus
+    ``cat_vs_not_weight`` times the binary cross-entropy of "not a cat" = the `other` label's probability."""
+    logits = model(pixel_values=inputs["pixel_values"]).logits.float()
+    labels = inputs["labels"]
+    loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+    if cat_vs_not_weight:
+        log_probs = logits.log_softmax(-1)
+        log_other = log_probs[:, OTHER_ID]
+        log_cat = torch.cat([log_probs[:, :OTHER_ID], log_probs[:, OTHER_ID + 1 :]], -1).logsumexp(-1)
+        other = labels[:, OTHER_ID] if labels.is_floating_point() else (labels == OTHER_ID).float()
+        loss = loss - cat_vs_not_weight * (other * log_other + (1 - other) * log_cat).mean()
+    return loss
 
 
 def predict(model, loader, accelerator, cfg: ClassifierTrainingConfig, flip: bool, desc: str):
@@ -226,7 +239,8 @@ def main(cfg: ClassifierTrainingConfig) -> dict:
 
     state = resume(accelerator, cfg, steps_per_epoch)
     oom = OutOfMemoryRetry(accelerator, model, state.chunks)
-    loss_fn = functools.partial(soft_cross_entropy, label_smoothing=cfg.label_smoothing)
+    loss_fn = functools.partial(soft_cross_entropy, label_smoothing=cfg.label_smoothing,
+                                cat_vs_not_weight=cfg.cat_vs_not_weight)
     num_labels = accelerator.unwrap_model(model).config.num_labels
     trace = StepTrace(cfg.trace_dir, accelerator.process_index)
     progress = tqdm(total=cfg.max_train_steps, initial=state.step, desc="train", disable=not accelerator.is_main_process)
