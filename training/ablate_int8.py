@@ -28,11 +28,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from tiny_cats import TinyCatsImageProcessor
 from tiny_cats.data import default_data_dir, load_pets, stratified_split
 from tiny_cats.onnx.quantize import CALIBRATION_SIZE, FP32_LEADING_CONVS, quantize_classifier
+from tiny_cats.onnx.runtime import ort_session
 
 # (convolutions kept fp32 from the input, calibration photos). EfficientNet-Lite0: 1 = the stem; 3 = + the
 # first block (depthwise, projection); 6 and 9 = + the next one and two blocks (expansion, depthwise, projection).
@@ -40,18 +40,12 @@ VARIANTS = [(1, CALIBRATION_SIZE), (3, CALIBRATION_SIZE), (6, CALIBRATION_SIZE),
             (1, 4 * CALIBRATION_SIZE)]
 
 
-def session(path: Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def run(sess: ort.InferenceSession, pixels: np.ndarray) -> np.ndarray:
+def run(sess, pixels: np.ndarray) -> np.ndarray:
     return np.concatenate([sess.run(["logits"], {"pixel_values": pixels[i : i + 16]})[0]
                            for i in range(0, len(pixels), 16)]).astype(np.float64)
 
@@ -84,7 +78,10 @@ def main(argv=None) -> dict:
     if not fp32.is_file():
         raise SystemExit(f"error: no fp32 ONNX file at {fp32}: run `tiny-cats export` first")
 
-    config = json.loads((Path(args.model) / "training_results.json").read_text())["config"]
+    results = Path(args.model) / "training_results.json"
+    if not results.is_file():
+        raise SystemExit(f"error: no {results}: the study needs the validation split the model was trained beside")
+    config = json.loads(results.read_text())["config"]
     processor = TinyCatsImageProcessor.from_pretrained(args.model)
     pixels = lambda images: processor(images, return_tensors="np")["pixel_values"].astype(np.float32)  # noqa: E731
     train = load_pets(data)["train"]
@@ -96,14 +93,14 @@ def main(argv=None) -> dict:
     validation = train.select(held).filter(lambda file: file not in calibration_files, input_columns="file")
     photos = pixels([row["image"] for row in validation])
 
-    reference = softmax(run(session(fp32), photos))
-    rows, sessions = [], {"fp32": session(fp32)}
+    rows, sessions = [], {"fp32": ort_session(fp32, num_threads=1)}
+    reference = softmax(run(sessions["fp32"], photos))
     with tempfile.TemporaryDirectory(dir=fp32.parent) as scratch:
         for convs, count in VARIANTS:
             name = f"{convs}_convs_fp32_{count}_calibration"
             path = Path(scratch) / f"{name}.onnx"
             quantize_classifier(fp32, path, calibration[:count], leading_convs=convs)
-            sessions[name] = session(path)
+            sessions[name] = ort_session(path, num_threads=1)
             probs = softmax(run(sessions[name], photos))
             kl = (reference * (np.log(reference + 1e-12) - np.log(probs + 1e-12))).sum(axis=1)
             rows.append({"variant": name, "fp32_leading_convs": convs, "calibration_photos": count,
