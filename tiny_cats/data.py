@@ -219,6 +219,19 @@ def stratified_split(labels, fraction: float, seed: int) -> Tuple[List[int], Lis
     return [i for i in range(len(labels)) if i not in held_set], sorted(held)
 
 
+def split_validation(train: datasets.Dataset, fraction: float, seed: int) -> Tuple[datasets.Dataset, datasets.Dataset]:
+    """``(kept, validation)``: the training photos without, and with only, the :func:`stratified_split`
+    held-out share; the one way the classifier's scripts carve their validation split."""
+    kept, held = stratified_split(train["label"], fraction, seed)
+    return train.select(kept), train.select(held)
+
+
+def validation_split_of(config: dict) -> Tuple[float, int]:
+    """``(validation_fraction, validation_seed)`` a classifier run held out, from its saved config; runs from
+    before ``validation_seed`` existed carved the split with their training ``seed``."""
+    return config.get("validation_fraction"), config.get("validation_seed", config.get("seed"))
+
+
 def generator_holdout(files, labels, per_breed: int) -> set:
     """Cat photos kept out of generator training, so that memorisation can be measured against them.
 

@@ -4,8 +4,8 @@ baseline by more than the luck of which photos were held out?
     python training/compare_classifiers.py CANDIDATE_DIR BASELINE_DIR --flip on --output outputs/compare.json
 
 Both models see the same validation photos, carved out of the training split as train_classifier.py
-carves them (``--validation_fraction``, ``--seed``). A model whose ``training_results.json`` names other
-values is refused: it trained on some of these photos. Each model uses its own image processor, and its
+carves them (``--validation_fraction``, ``--validation_seed``). A model whose ``training_results.json`` names
+other values is refused: it trained on some of these photos. Each model uses its own image processor, and its
 own temperature, refitted on these logits the way the shipped temperature is fitted. Then the per-photo
 calibrated NLL and correctness are bootstrapped in pairs, 10,000 resamples.
 ``nll.p_candidate_better`` is the share of resamples in which the candidate's mean NLL is lower.
@@ -26,42 +26,46 @@ import torch.nn.functional as F
 
 from tiny_cats import TinyCatsForImageClassification, TinyCatsImageProcessor
 from tiny_cats.classifier.labels import OTHER_ID
-from tiny_cats.data import default_data_dir, load_pets, stratified_split
+from tiny_cats.data import default_data_dir, load_pets, split_validation, validation_split_of
 from tiny_cats.evaluation.classifier_metrics import paired_bootstrap
 from tiny_cats.training.calibration import classification_metrics, fit_temperature
 from tiny_cats.training.loaders import make_eval_loader
-
-
-def validation_split(data: str, fraction: float, seed: int):
-    train = load_pets(data)["train"]
-    _, held = stratified_split(train["label"], fraction, seed)
-    return train.select(held)
 
 
 def check_same_split(model_dir: str, fraction: float, seed: int) -> None:
     path = Path(model_dir) / "training_results.json"
     if not path.is_file():
         return
-    config = json.loads(path.read_text()).get("config", {})
-    trained = (config.get("validation_fraction"), config.get("seed"))
+    trained = validation_split_of(json.loads(path.read_text()).get("config", {}))
     if trained != (fraction, seed):
         raise SystemExit(f"error: {model_dir} held out validation_fraction {trained[0]} with seed {trained[1]}, "
                          f"not {fraction} with seed {seed}: it trained on some of these validation photos")
 
 
 @torch.no_grad()
+def logits_and_labels(model, processor, dataset, flip: bool, batch_size: int):
+    """Temperature-1 logits (test-time flip on or off) and labels of every photo of ``dataset``; the model's
+    own temperature and flip settings are left as they were."""
+    saved = model.config.temperature, model.config.test_time_flip
+    model.config.temperature, model.config.test_time_flip = 1.0, flip
+    model.eval()
+    logits, labels = [], []
+    try:
+        for batch in make_eval_loader(dataset, processor, batch_size, num_workers=0):
+            logits.append(model(pixel_values=batch["pixel_values"]).logits.float())
+            labels.append(batch["labels"])
+    finally:
+        model.config.temperature, model.config.test_time_flip = saved
+    return torch.cat(logits), torch.cat(labels)
+
+
 def validation_scores(model_dir: str, dataset, flip: str, batch_size: int) -> dict:
     """Temperature-1 logits of every validation photo, the temperature refitted on them, and per-photo scores."""
-    model = TinyCatsForImageClassification.from_pretrained(model_dir).eval()
+    model = TinyCatsForImageClassification.from_pretrained(model_dir)
     processor = TinyCatsImageProcessor.from_pretrained(model_dir)
-    model.config.temperature = 1.0
     if flip != "saved":
         model.config.test_time_flip = flip == "on"
-    logits, labels = [], []
-    for batch in make_eval_loader(dataset, processor, batch_size, num_workers=0):
-        logits.append(model(pixel_values=batch["pixel_values"]).logits.float())
-        labels.append(batch["labels"])
-    logits, labels = torch.cat(logits), torch.cat(labels)
+    logits, labels = logits_and_labels(model, processor, dataset, model.config.test_time_flip, batch_size)
     temperature = fit_temperature(logits, labels)
     metrics = classification_metrics(logits, labels, OTHER_ID, temperature)
     # cat vs not a cat as a yes/no question: P(not a cat) is the `other` label's calibrated probability
@@ -102,7 +106,7 @@ def main(argv=None) -> dict:
     parser.add_argument("baseline", help="saved classifier folder to compare against")
     parser.add_argument("--data", default=None, help="Oxford-IIIT Pet folder (default: the usual places)")
     parser.add_argument("--validation_fraction", type=float, default=0.1)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--validation_seed", type=int, default=0)
     parser.add_argument("--flip", choices=["on", "off", "saved"], default="saved",
                         help="test-time flip for both models (saved: each model's own setting)")
     parser.add_argument("--resamples", type=int, default=10_000)
@@ -113,11 +117,11 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     for model_dir in (args.candidate, args.baseline):
-        check_same_split(model_dir, args.validation_fraction, args.seed)
+        check_same_split(model_dir, args.validation_fraction, args.validation_seed)
     data = args.data or default_data_dir()
     if data is None:
         raise SystemExit("error: no Oxford-IIIT Pet folder found: pass --data or set TINY_CATS_DATA")
-    dataset = validation_split(data, args.validation_fraction, args.seed)
+    _, dataset = split_validation(load_pets(data)["train"], args.validation_fraction, args.validation_seed)
     candidate, baseline = (validation_scores(d, dataset, args.flip, args.batch_size)
                            for d in (args.candidate, args.baseline))
     result = {"what": "paired comparison on the validation split (training/compare_classifiers.py)",

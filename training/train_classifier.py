@@ -54,7 +54,7 @@ from tiny_cats import TinyCatsConfig, TinyCatsForImageClassification, TinyCatsIm
 from tiny_cats.augmentation import build_train_augmentation
 from tiny_cats.classifier.labels import OTHER_ID
 from tiny_cats.convert_efficientnet_lite0 import load_imagenet_backbone
-from tiny_cats.data import load_pets, stratified_split
+from tiny_cats.data import load_pets, split_validation
 from tiny_cats.training.accelerator import make_accelerator
 from tiny_cats.training.calibration import classification_metrics, fit_temperature
 from tiny_cats.training.checkpoints import TrainState, fix_file_modes, resume, save_checkpoint
@@ -97,6 +97,8 @@ class ClassifierTrainingConfig(TrainingConfig):
     num_epochs: int = 0  # > 0: train this many epochs (whole steps) instead of max_train_steps
     augmentation: str = "basic"  # basic | advanced | randaugment
     validation_fraction: float = 0.0  # > 0: hold out this share of each label's training photos (seeded)
+    # seed of that split, apart from ``seed``: runs with other training seeds hold out the same photos
+    validation_seed: int = 0
     validation_every_steps: int = 0  # > 0: also log validation metrics every N steps
     test_time_flip: bool = False  # the saved model averages each image's logits with its mirror image's
     checkpointing_steps: int = 100
@@ -110,8 +112,7 @@ def load_splits(cfg: ClassifierTrainingConfig):
     pets = load_pets(cfg.data)
     train_set, validation_set, test_set = pets["train"], None, pets["test"]
     if cfg.validation_fraction:
-        kept, held = stratified_split(train_set["label"], cfg.validation_fraction, cfg.seed)
-        train_set, validation_set = train_set.select(kept), train_set.select(held)
+        train_set, validation_set = split_validation(train_set, cfg.validation_fraction, cfg.validation_seed)
     if cfg.limit_train_samples:
         train_set = train_set.shuffle(seed=cfg.seed).select(range(min(cfg.limit_train_samples, len(train_set))))
     if cfg.limit_eval_samples:
