@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from tiny_cats import TinyCatsImageProcessor
-from tiny_cats.data import default_data_dir, load_pets, stratified_split
-from tiny_cats.onnx.quantize import CALIBRATION_SIZE, FP32_LEADING_CONVS, quantize_classifier
+from tiny_cats.data import default_data_dir, load_pets, split_validation, validation_split_of
+from tiny_cats.onnx.quantize import CALIBRATION_SIZE, FP32_LEADING_CONVS, calibration_draw, quantize_classifier
 from tiny_cats.onnx.runtime import ort_session
 
 # (convolutions kept fp32 from the input, calibration photos). EfficientNet-Lite0: 1 = the stem; 3 = + the
@@ -85,12 +85,11 @@ def main(argv=None) -> dict:
     processor = TinyCatsImageProcessor.from_pretrained(args.model)
     pixels = lambda images: processor(images, return_tensors="np")["pixel_values"].astype(np.float32)  # noqa: E731
     train = load_pets(data)["train"]
-    shuffled = train.shuffle(seed=0)  # the order calibration_images() draws from
-    most = max(count for _, count in VARIANTS)
-    calibration = pixels([shuffled[i]["image"] for i in range(most)])
-    calibration_files = set(shuffled.select(range(most))["file"])
-    _, held = stratified_split(train["label"], config["validation_fraction"], config["seed"])
-    validation = train.select(held).filter(lambda file: file not in calibration_files, input_columns="file")
+    drawn = calibration_draw(train, count=max(count for _, count in VARIANTS))  # the export's draw, and more
+    calibration = pixels([row["image"] for row in drawn])
+    calibration_files = set(drawn["file"])
+    _, validation = split_validation(train, *validation_split_of(config))
+    validation = validation.filter(lambda file: file not in calibration_files, input_columns="file")
     photos = pixels([row["image"] for row in validation])
 
     rows, sessions = [], {"fp32": ort_session(fp32, num_threads=1)}

@@ -146,6 +146,13 @@ def quantize_denoiser(fp32_path: Path, int8_path: Path) -> None:
         )
 
 
+def calibration_draw(train, count: int = CALIBRATION_SIZE, seed: int = 0, start: int = 0):
+    """Rows ``start`` to ``start + count`` of the training split (a ``datasets.Dataset``) shuffled with
+    ``seed``: the photos the int8 calibration uses, with their file names."""
+    shuffled = train.shuffle(seed=seed)
+    return shuffled.select(range(min(start, len(shuffled)), min(start + count, len(shuffled))))
+
+
 def calibration_images(data: Optional[str] = None, count: int = CALIBRATION_SIZE, seed: int = 0, start: int = 0) -> list:
     """``count`` photos drawn (seeded) from the training split of Oxford-IIIT Pet, from position ``start``
     of the shuffled split (``start=CALIBRATION_SIZE`` gives photos the calibration never saw).
@@ -161,6 +168,5 @@ def calibration_images(data: Optional[str] = None, count: int = CALIBRATION_SIZE
             "static int8 quantization needs calibration photos: set TINY_CATS_DATA, pass --calibration-data, "
             "or export without quantization (--no-quantize)"
         )
-    train = load_pets(source)["train"].shuffle(seed=seed)
-    stop = min(start + count, len(train))
-    return [train[i]["image"] for i in range(start, stop)]
+    drawn = calibration_draw(load_pets(source)["train"], count, seed, start)
+    return [row["image"] for row in drawn]
