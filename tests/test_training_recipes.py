@@ -241,3 +241,57 @@ def test_compare_classifiers_pairs_the_validation_photos_and_refuses_another_spl
     with pytest.raises(SystemExit, match="trained on some of these validation photos"):
         compare.main([str(tmp_path / "seed1"), str(classifier_dir), "--data", str(pet_folder),
                       "--validation_fraction", "0.3"])
+
+
+def test_soup_averages_the_weights_and_refits_the_temperature_on_the_shared_validation_photos(pet_folder, tmp_path):
+    """Every float tensor (BatchNorm statistics too) is the ingredients' mean; the temperature is fitted on the
+    validation photos with the shipped flip; training time adds up; other held-out photos are refused."""
+    from tiny_cats.data import split_validation
+
+    from .test_training import load_script
+
+    soup = load_script("soup_classifiers")
+    dirs = []
+    for seed, trained in ((0, {"seed": 0}), (1, {"seed": 1, "validation_seed": 0}), (2, {"seed": 0, "validation_seed": 1})):
+        torch.manual_seed(seed)
+        model = TinyCatsForImageClassification(TinyCatsConfig(image_size=32, test_time_flip=True)).eval()
+        with torch.no_grad():
+            for name, tensor in model.state_dict().items():
+                if tensor.is_floating_point():
+                    tensor.copy_(tensor + 0.1 * torch.randn_like(tensor).abs())  # running_var stays positive
+        dirs.append(tmp_path / f"run{seed}")
+        model.save_pretrained(dirs[-1])
+        TinyCatsImageProcessor(size=32).save_pretrained(dirs[-1])
+        (dirs[-1] / "training_results.json").write_text(json.dumps({
+            "steps": 10, "train_seconds": 60.0 * (seed + 1), "num_train_images": 12,
+            "config": {"validation_fraction": 0.3, **trained}}))
+
+    out = tmp_path / "soups" / "s01"
+    report = soup.main([str(dirs[0]), str(dirs[1]), "--output", str(out), "--data", str(pet_folder)])
+    assert json.loads((out / "training_results.json").read_text()) == json.loads(json.dumps(report))
+    assert report["train_seconds"] == 180.0 and report["steps"] == 20
+    assert [item["model"] for item in report["soup_of"]] == [str(dirs[0]), str(dirs[1])]
+
+    souped = TinyCatsForImageClassification.from_pretrained(out).eval()
+    a, b = (TinyCatsForImageClassification.from_pretrained(d).state_dict() for d in dirs[:2])
+    for name, tensor in souped.state_dict().items():
+        if tensor.is_floating_point():
+            torch.testing.assert_close(tensor, (a[name] + b[name]) / 2)
+        else:
+            assert torch.equal(tensor, a[name])
+    assert any("running_var" in name for name in a)
+
+    _, held = split_validation(load_pets(str(pet_folder))["train"], 0.3, 0)
+    souped.config.temperature = 1.0
+    with torch.no_grad():
+        logits = souped(**TinyCatsImageProcessor(size=32)([row["image"] for row in held])).logits  # flip on
+    labels = torch.tensor(held["label"])
+    assert report["temperature"] == pytest.approx(fit_temperature(logits, labels), rel=1e-4)
+    assert TinyCatsForImageClassification.from_pretrained(out).config.temperature == pytest.approx(report["temperature"])
+    assert report["validation"]["flip_on"]["accuracy"] == pytest.approx((logits.argmax(-1) == labels).float().mean().item())
+
+    with pytest.raises(SystemExit, match="held out different validation photos"):
+        soup.main([str(dirs[0]), str(dirs[2]), "--output", str(tmp_path / "soups" / "s02"), "--data", str(pet_folder)])
+    with pytest.raises(SystemExit, match="exists already"):
+        soup.main([str(dirs[0]), str(dirs[1]), "--output", str(out), "--data", str(pet_folder)])
+    assert sorted(p.name for p in (tmp_path / "soups").iterdir()) == ["s01"]  # nothing half-written

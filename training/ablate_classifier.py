@@ -57,6 +57,9 @@ VARIANTS = {
     # Cat vs not is the target the bundled recipe misses (cats called `other`): weigh that yes/no question more.
     "P_224_256_15_epochs_cat_vs_not_loss": {"image_size": 224, "eval_image_size": 256, "num_epochs": 15,
                                             "cat_vs_not_weight": 1.0},
+    # The bundled recipe again with another training seed (same validation photos): the run-to-run spread,
+    # and the second ingredient of a weight average ("model soup", training/soup_classifiers.py).
+    "Q_224_256_15_epochs_seed_1": {"image_size": 224, "eval_image_size": 256, "num_epochs": 15, "seed": 1},
 }
 
 
