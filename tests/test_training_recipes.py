@@ -256,7 +256,7 @@ def test_soup_averages_the_weights_and_refits_the_temperature_on_the_shared_vali
         torch.manual_seed(seed)
         model = TinyCatsForImageClassification(TinyCatsConfig(image_size=32, test_time_flip=True)).eval()
         with torch.no_grad():
-            for name, tensor in model.state_dict().items():
+            for tensor in model.state_dict().values():
                 if tensor.is_floating_point():
                     tensor.copy_(tensor + 0.1 * torch.randn_like(tensor).abs())  # running_var stays positive
         dirs.append(tmp_path / f"run{seed}")
