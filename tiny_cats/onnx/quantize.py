@@ -150,7 +150,8 @@ def calibration_draw(train, count: int = CALIBRATION_SIZE, seed: int = 0, start:
     """Rows ``start`` to ``start + count`` of the training split (a ``datasets.Dataset``) shuffled with
     ``seed``: the photos the int8 calibration uses, with their file names."""
     shuffled = train.shuffle(seed=seed)
-    return shuffled.select(range(min(start, len(shuffled)), min(start + count, len(shuffled))))
+    # a list, not a range: datasets refuses an empty contiguous range that starts at the end
+    return shuffled.select(list(range(min(start, len(shuffled)), min(start + count, len(shuffled)))))
 
 
 def calibration_images(data: Optional[str] = None, count: int = CALIBRATION_SIZE, seed: int = 0, start: int = 0) -> list:
