@@ -38,8 +38,8 @@ def check_same_split(model_dir: str, fraction: float, seed: int) -> None:
         return
     trained = validation_split_of(json.loads(path.read_text()).get("config", {}))
     if trained != (fraction, seed):
-        raise SystemExit(f"error: {model_dir} held out validation_fraction {trained[0]} with seed {trained[1]}, "
-                         f"not {fraction} with seed {seed}: it trained on some of these validation photos")
+        raise SystemExit(f"error: {model_dir} held out validation_fraction {trained[0]} with validation seed "
+                         f"{trained[1]}, not {fraction} with {seed}: it trained on some of these validation photos")
 
 
 @torch.no_grad()
