@@ -414,3 +414,23 @@ def test_card_says_when_the_generator_is_a_mid_run_checkpoint(models, tmp_path):
     text = card_of(build(tmp_path, (models[0], generator))).text
     assert "6,009 optimizer steps so far: the weights are the EMA of a checkpoint of a run that is still training" in text
     assert "the time budget ran out" not in text
+
+
+def test_card_says_when_the_classifier_is_a_soup(models, tmp_path):
+    """A weight average (training/soup_classifiers.py) is described as one, with what each later run changed."""
+    classifier = shutil.copytree(models[0], tmp_path / "classifier")
+    soup = {"soup_of": [{"model": "runs/a/final", "steps": 1020, "train_seconds": 2628.6, "config_differences": {}},
+                        {"model": "runs/p/final", "steps": 1020, "train_seconds": 2901.1,
+                         "config_differences": {"cat_vs_not_weight": 1.0}}],
+            "steps": 2040, "train_seconds": 5529.7, "num_train_images": 2204, "temperature": 0.47,
+            "validation": {"flip_off": {"num_images": 245}, "flip_on": {"num_images": 245}},
+            "config": {"pretrained": True, "test_time_flip": True, "output_dir": "outputs/soup/S_P"}}
+    (classifier / layout.TRAINING_RESULTS).write_text(json.dumps(soup))
+    text = card_of(build(tmp_path, (classifier, models[1]))).text
+    assert "uniform average" in text and "2 fine-tuning runs" in text and "2,040 optimizer steps in all" in text
+    assert "92.2 min of training together" in text
+    assert "- run 2: `cat_vs_not_weight` = `1.0`" in text
+    assert "temperature of 0.4700, fitted on\n245 training photos" in text
+    assert "runs/p/final" not in text and "outputs/soup" not in text  # local paths stay out of the card
+    assert "Expected calibration error on the" not in text  # a soup's own results hold no test-split check
+    assert NOT_MEASURED not in text.split("## Training")[1].split("### Generator")[0]

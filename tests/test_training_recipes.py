@@ -271,6 +271,7 @@ def test_soup_averages_the_weights_and_refits_the_temperature_on_the_shared_vali
     assert json.loads((out / "training_results.json").read_text()) == json.loads(json.dumps(report))
     assert report["train_seconds"] == 180.0 and report["steps"] == 20
     assert [item["model"] for item in report["soup_of"]] == [str(dirs[0]), str(dirs[1])]
+    assert [item["config_differences"] for item in report["soup_of"]] == [{}, {"seed": 1, "validation_seed": 0}]
 
     souped = TinyCatsForImageClassification.from_pretrained(out).eval()
     a, b = (TinyCatsForImageClassification.from_pretrained(d).state_dict() for d in dirs[:2])

@@ -7,8 +7,9 @@ Every floating-point tensor (weights and BatchNorm running statistics) is the me
 integer buffers, the config, the image processor and the test-time flip come from the first ingredient.
 The ingredients must have held out the same validation photos: the temperature is refitted on them, with
 the flip the soup ships with, as train_classifier.py fits it. ``training_results.json`` names the
-ingredients and counts, as the soup's training cost, the sum of their training wall-clock. The test split
-is not read: evaluate the soup with ``tiny-cats evaluate-classifier``.
+ingredients, what each one's training config changed from the first's, and counts, as the soup's training
+cost, the sum of their training wall-clock. The test split is not read: evaluate the soup with
+``tiny-cats evaluate-classifier``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from compare_classifiers import logits_and_labels  # noqa: E402
 from tiny_cats import TinyCatsForImageClassification, TinyCatsImageProcessor  # noqa: E402
 from tiny_cats.classifier.labels import OTHER_ID  # noqa: E402
 from tiny_cats.data import default_data_dir, load_pets, split_validation, validation_split_of  # noqa: E402
+from tiny_cats.model_card import PRIVATE_CONFIG_KEYS  # noqa: E402
 from tiny_cats.training.calibration import classification_metrics, fit_temperature  # noqa: E402
 from tiny_cats.training.checkpoints import fix_file_modes  # noqa: E402
 
@@ -46,6 +48,12 @@ def read_results(model_dir: str) -> dict:
     if not path.is_file():
         raise SystemExit(f"error: no {path}: a soup needs each ingredient's training time and validation split")
     return json.loads(path.read_text())
+
+
+def config_differences(config: dict, first: dict) -> dict:
+    """The training options in which ``config`` differs from ``first`` (local paths left out)."""
+    return {key: config.get(key) for key in sorted(config.keys() | first.keys())
+            if key not in PRIVATE_CONFIG_KEYS and config.get(key) != first.get(key)}
 
 
 def main(argv=None) -> dict:
@@ -84,7 +92,8 @@ def main(argv=None) -> dict:
     metrics = {("flip_on" if flip else "flip_off"): classification_metrics(out, labels, OTHER_ID, temperature)
                for flip, (out, labels) in logits.items()}
     model.config.temperature = temperature
-    report = {"soup_of": [{"model": str(d), "steps": r["steps"], "train_seconds": r["train_seconds"]}
+    report = {"soup_of": [{"model": str(d), "steps": r["steps"], "train_seconds": r["train_seconds"],
+                           "config_differences": config_differences(r["config"], results[0]["config"])}
                           for d, r in zip(args.ingredients, results)],
               "steps": sum(r["steps"] for r in results),
               "train_seconds": round(sum(r["train_seconds"] for r in results), 1),
