@@ -117,3 +117,22 @@ def test_stratified_split_is_seeded_per_label_and_keeps_every_label_on_both_side
     assert stratified_split(labels, 0.1, seed=1)[1] != held
     with pytest.raises(ValueError, match="between 0 and 1"):
         stratified_split(labels, 1.0, seed=0)
+
+
+def test_stratified_folds_hold_out_every_item_once_and_fold_0_is_the_usual_split():
+    from tiny_cats.data import stratified_split
+
+    labels = [0] * 96 + [1] * 94 + [2] * 1298  # 96 -> 10 per fold and 6 left; 94 -> 9 per fold and 13 left
+    folds = [stratified_split(labels, 0.1, seed=3, fold=f) for f in range(10)]
+    assert folds[0] == stratified_split(labels, 0.1, seed=3)
+    held = [i for _, h in folds for i in h]
+    assert sorted(held) == list(range(len(labels)))  # each item held out by exactly one fold
+    for kept, h in folds:
+        assert sorted(kept + h) == list(range(len(labels))) and {labels[i] for i in h} == {0, 1, 2}
+    assert [sum(labels[i] == 1 for i in h) for _, h in folds] == [9] * 9 + [13]
+    with pytest.raises(ValueError, match="fraction of 1/k"):
+        stratified_split(labels, 0.15, seed=0, fold=1)
+    with pytest.raises(ValueError, match="between 0 and 9"):
+        stratified_split(labels, 0.1, seed=0, fold=10)
+    with pytest.raises(ValueError, match="too few for 10 folds"):
+        stratified_split([0] * 50 + [1] * 3, 0.1, seed=0, fold=5)

@@ -198,38 +198,54 @@ def as_stream(dataset: datasets.Dataset, num_shards: int, seed: int, buffer_size
     return stream.shuffle(seed=seed, buffer_size=buffer_size, max_buffer_input_shards=1)
 
 
-def stratified_split(labels, fraction: float, seed: int) -> Tuple[List[int], List[int]]:
+def stratified_split(labels, fraction: float, seed: int, fold: int = 0) -> Tuple[List[int], List[int]]:
     """Indices ``(kept, held_out)``: a seeded ``fraction`` of each label's items held out (e.g. for validation).
 
     Each label holds out ``round(fraction x its count)`` items, but at least one and never all of
     them when it has two or more, so every label is on both sides. The choice depends only on the
-    labels, the fraction and the seed. Byte-identical duplicate photos were collapsed when the
-    data was loaded, so a photo cannot be on both sides.
+    labels, the fraction, the seed and the fold. Byte-identical duplicate photos were collapsed when
+    the data was loaded, so a photo cannot be on both sides.
+
+    ``fold`` makes it k-fold cross-validation, with k = 1 / ``fraction`` (which must then be a whole
+    number): fold f holds out the f-th slice of the same per-label permutation, the last fold the rest,
+    so the k folds hold out every item exactly once. Fold 0 is the split this function has always made.
     """
     if not 0 < fraction < 1:
         raise ValueError(f"the held-out fraction must be between 0 and 1, got {fraction}")
+    folds = round(1 / fraction)
+    if fold and abs(folds * fraction - 1) > 1e-9:
+        raise ValueError(f"validation folds need a fraction of 1/k (0.1 for 10 folds), got {fraction}")
+    if not 0 <= fold < folds:
+        raise ValueError(f"the fold must be between 0 and {folds - 1} for a fraction of {fraction}, got {fold}")
     labels = list(labels)
     rng = np.random.default_rng(seed)
     held = []
     for label in sorted(set(labels)):
         members = [i for i, y in enumerate(labels) if y == label]
         count = min(max(round(fraction * len(members)), 1), len(members) - 1)
-        held += rng.permutation(members)[:count].tolist()
+        order = rng.permutation(members)
+        chunk = order[:count] if fold == 0 else order[fold * count:None if fold == folds - 1 else (fold + 1) * count]
+        if fold and len(members) > 1 and not 0 < len(chunk) < len(members):
+            raise ValueError(f"label {label!r} has {len(members)} items: too few for {folds} folds")
+        held += chunk.tolist()
     held_set = set(held)
     return [i for i in range(len(labels)) if i not in held_set], sorted(held)
 
 
-def split_validation(train: datasets.Dataset, fraction: float, seed: int) -> Tuple[datasets.Dataset, datasets.Dataset]:
+def split_validation(train: datasets.Dataset, fraction: float, seed: int,
+                     fold: int = 0) -> Tuple[datasets.Dataset, datasets.Dataset]:
     """``(kept, validation)``: the training photos without, and with only, the :func:`stratified_split`
     held-out share; the one way the classifier's scripts carve their validation split."""
-    kept, held = stratified_split(train["label"], fraction, seed)
+    kept, held = stratified_split(train["label"], fraction, seed, fold)
     return train.select(kept), train.select(held)
 
 
-def validation_split_of(config: dict) -> Tuple[float, int]:
-    """``(validation_fraction, validation_seed)`` a classifier run held out, from its saved config; runs from
-    before ``validation_seed`` existed carved the split with their training ``seed``."""
-    return config.get("validation_fraction"), config.get("validation_seed", config.get("seed"))
+def validation_split_of(config: dict) -> Tuple[float, int, int]:
+    """``(validation_fraction, validation_seed, validation_fold)`` a classifier run held out, from its saved
+    config; runs from before ``validation_seed`` existed carved the split with their training ``seed``, and
+    runs from before ``validation_fold`` held out fold 0."""
+    return config.get("validation_fraction"), config.get("validation_seed", config.get("seed")), \
+        config.get("validation_fold", 0)
 
 
 def generator_holdout(files, labels, per_breed: int) -> set:

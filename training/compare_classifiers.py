@@ -4,7 +4,7 @@ baseline by more than the luck of which photos were held out?
     python training/compare_classifiers.py CANDIDATE_DIR BASELINE_DIR --flip on --output outputs/compare.json
 
 Both models see the same validation photos, carved out of the training split as train_classifier.py
-carves them (``--validation_fraction``, ``--validation_seed``). A model whose ``training_results.json`` names
+carves them (``--validation_fraction``, ``--validation_seed``, ``--validation_fold``). A model whose ``training_results.json`` names
 other values is refused: it trained on some of these photos. Each model uses its own image processor, and its
 own temperature, refitted on these logits the way the shipped temperature is fitted. Then the per-photo
 calibrated NLL and correctness are bootstrapped in pairs, 10,000 resamples.
@@ -32,14 +32,15 @@ from tiny_cats.training.calibration import classification_metrics, fit_temperatu
 from tiny_cats.training.loaders import make_eval_loader
 
 
-def check_same_split(model_dir: str, fraction: float, seed: int) -> None:
+def check_same_split(model_dir: str, fraction: float, seed: int, fold: int) -> None:
     path = Path(model_dir) / "training_results.json"
     if not path.is_file():
         return
     trained = validation_split_of(json.loads(path.read_text()).get("config", {}))
-    if trained != (fraction, seed):
+    if trained != (fraction, seed, fold):
         raise SystemExit(f"error: {model_dir} held out validation_fraction {trained[0]} with validation seed "
-                         f"{trained[1]}, not {fraction} with {seed}: it trained on some of these validation photos")
+                         f"{trained[1]} (fold {trained[2]}), not {fraction} with {seed} (fold {fold}): it trained on "
+                         "some of these validation photos")
 
 
 @torch.no_grad()
@@ -107,6 +108,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--data", default=None, help="Oxford-IIIT Pet folder (default: the usual places)")
     parser.add_argument("--validation_fraction", type=float, default=0.1)
     parser.add_argument("--validation_seed", type=int, default=0)
+    parser.add_argument("--validation_fold", type=int, default=0, help="which of the 1 / fraction folds")
     parser.add_argument("--flip", choices=["on", "off", "saved"], default="saved",
                         help="test-time flip for both models (saved: each model's own setting)")
     parser.add_argument("--resamples", type=int, default=10_000)
@@ -117,11 +119,12 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     for model_dir in (args.candidate, args.baseline):
-        check_same_split(model_dir, args.validation_fraction, args.validation_seed)
+        check_same_split(model_dir, args.validation_fraction, args.validation_seed, args.validation_fold)
     data = args.data or default_data_dir()
     if data is None:
         raise SystemExit("error: no Oxford-IIIT Pet folder found: pass --data or set TINY_CATS_DATA")
-    _, dataset = split_validation(load_pets(data)["train"], args.validation_fraction, args.validation_seed)
+    _, dataset = split_validation(load_pets(data)["train"], args.validation_fraction, args.validation_seed,
+                                  args.validation_fold)
     candidate, baseline = (validation_scores(d, dataset, args.flip, args.batch_size)
                            for d in (args.candidate, args.baseline))
     result = {"what": "paired comparison on the validation split (training/compare_classifiers.py)",

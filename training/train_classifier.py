@@ -18,10 +18,11 @@ it as they are; training images are resized with its filter at ``image_size``, a
 with its mean and std.
 
 With ``validation_fraction`` > 0, that share of each label's training photos is held out
-(seeded): the run reports metrics on it, and fits the temperature that calibrates the
-probabilities on it (stored in the saved config; the test split is never used to choose
-anything). ``final/training_results.json`` holds accuracy, NLL and 15-bin ECE on the
-validation and test splits, with test-time flip off and on, before and after calibration.
+(seeded; ``validation_fold`` picks one of the 1 / fraction folds, for cross-validation): the run
+reports metrics on it, and fits the temperature that calibrates the probabilities on it (stored in
+the saved config; the test split is never used to choose anything). ``final/training_results.json``
+holds accuracy, NLL and 15-bin ECE on the validation and test splits, with test-time flip off and on,
+before and after calibration.
 Writes a ``save_pretrained`` folder to ``output_dir/final``.
 
 Stop a run with Ctrl-C or ``kill -TERM`` of this process (or of the launcher, whose death this
@@ -99,6 +100,8 @@ class ClassifierTrainingConfig(TrainingConfig):
     validation_fraction: float = 0.0  # > 0: hold out this share of each label's training photos (seeded)
     # seed of that split, apart from ``seed``: runs with other training seeds hold out the same photos
     validation_seed: int = 0
+    # with validation_fraction 1/k: which of k folds to hold out (k-fold cross-validation; 0: the usual split)
+    validation_fold: int = 0
     validation_every_steps: int = 0  # > 0: also log validation metrics every N steps
     test_time_flip: bool = False  # the saved model averages each image's logits with its mirror image's
     checkpointing_steps: int = 100
@@ -112,7 +115,8 @@ def load_splits(cfg: ClassifierTrainingConfig):
     pets = load_pets(cfg.data)
     train_set, validation_set, test_set = pets["train"], None, pets["test"]
     if cfg.validation_fraction:
-        train_set, validation_set = split_validation(train_set, cfg.validation_fraction, cfg.validation_seed)
+        train_set, validation_set = split_validation(train_set, cfg.validation_fraction, cfg.validation_seed,
+                                                         cfg.validation_fold)
     if cfg.limit_train_samples:
         train_set = train_set.shuffle(seed=cfg.seed).select(range(min(cfg.limit_train_samples, len(train_set))))
     if cfg.limit_eval_samples:
