@@ -301,3 +301,57 @@ def test_soup_averages_the_weights_and_refits_the_temperature_on_the_shared_vali
     with pytest.raises(SystemExit, match="exists already"):
         soup.main([str(dirs[0]), str(dirs[1]), "--output", str(out), "--data", str(pet_folder)])
     assert sorted(p.name for p in (tmp_path / "soups").iterdir()) == ["s01"]  # nothing half-written
+
+
+def test_crossval_scores_each_fold_and_pools_the_folds_two_recipes_share(pet_folder, tmp_path):
+    """score writes a fold's flip-on, temperature-1 logits of exactly its held-out photos; report pools the folds
+    both recipes have (two folds of 1/2 = every training photo once) and pairs the photos; mismatches are refused."""
+    from tiny_cats.classifier.labels import OTHER_ID
+    from tiny_cats.data import split_validation
+
+    from .test_training import load_script
+
+    crossval = load_script("crossval_classifier")
+    train = load_pets(str(pet_folder))["train"]
+    scored = tmp_path / "crossval"
+    for recipe, seed in (("a", 0), ("b", 1)):
+        for fold in (0, 1):
+            torch.manual_seed(10 * seed + fold)
+            model = TinyCatsForImageClassification(TinyCatsConfig(image_size=32)).eval()
+            run = tmp_path / f"{recipe}{fold}"
+            model.save_pretrained(run)
+            TinyCatsImageProcessor(size=32).save_pretrained(run)
+            (run / "training_results.json").write_text(json.dumps({"train_seconds": 60.0 + fold, "config": {
+                "validation_fraction": 0.5, "validation_seed": 0, "validation_fold": fold}}))
+            written = crossval.main(["score", str(run), "--recipe", recipe, "--data", str(pet_folder),
+                                     "--output", str(scored)])
+            doc = json.loads(written.read_text())
+            _, held = split_validation(train, 0.5, 0, fold)
+            assert written.name == f"fold_{fold}.json" and doc["files"] == list(held["file"])
+            model.config.test_time_flip = True
+            with torch.no_grad():
+                expected = model(**TinyCatsImageProcessor(size=32)([row["image"] for row in held])).logits
+            torch.testing.assert_close(torch.tensor(doc["logits"]), expected, atol=1e-4, rtol=0)
+
+    report = crossval.main(["report", "a", "b", "--output", str(scored), "--resamples", "50"])
+    assert report["folds"] == [0, 1] and report["photos"] == len(train)  # every training photo once
+    pooled = crossval.pooled(scored / "a", [0, 1])
+    errors = int(((pooled["logits"].argmax(-1) == OTHER_ID) != (pooled["labels"] == OTHER_ID)).sum())
+    assert report["cat_vs_not_errors"]["candidate"] == errors
+    assert report["candidate"]["accuracy"] == pytest.approx(
+        (pooled["logits"].argmax(-1) == pooled["labels"]).float().mean().item(), abs=1e-4)
+    assert report["candidate"]["train_seconds_per_fold"] == [60.0, 61.0]
+    itself = crossval.main(["report", "a", "a", "--output", str(scored), "--resamples", "50"])
+    assert itself["cat_vs_not_errors"]["candidate_minus_baseline"] == 0 == itself["nll"]["candidate_minus_baseline"]
+
+    (scored / "b" / "fold_1.json").unlink()
+    assert crossval.main(["report", "a", "b", "--output", str(scored), "--resamples", "50"])["folds"] == [0]
+    with pytest.raises(SystemExit, match="no fold scored for both"):
+        crossval.main(["report", "a", "c", "--output", str(scored)])
+    other = json.loads((scored / "b" / "fold_0.json").read_text())
+    (scored / "b" / "fold_0.json").write_text(json.dumps({**other, "files": other["files"][::-1]}))
+    with pytest.raises(SystemExit, match="held out different photos"):
+        crossval.main(["report", "a", "b", "--output", str(scored)])
+    with pytest.raises(SystemExit, match="held out no validation photos"):
+        (tmp_path / "a0" / "training_results.json").write_text(json.dumps({"config": {}}))
+        crossval.main(["score", str(tmp_path / "a0"), "--recipe", "a", "--data", str(pet_folder), "--output", str(scored)])

@@ -67,18 +67,24 @@ def validation_scores(model_dir: str, dataset, flip: str, batch_size: int) -> di
     if flip != "saved":
         model.config.test_time_flip = flip == "on"
     logits, labels = logits_and_labels(model, processor, dataset, model.config.test_time_flip, batch_size)
+    return {"model": str(model_dir), "test_time_flip": bool(model.config.test_time_flip),
+            "image_size": processor.size["height"], **scores_of_logits(logits, labels)}
+
+
+def scores_of_logits(logits: torch.Tensor, labels: torch.Tensor) -> dict:
+    """The temperature refitted on these logits, the metrics after it, and the per-photo scores to pair."""
     temperature = fit_temperature(logits, labels)
     metrics = classification_metrics(logits, labels, OTHER_ID, temperature)
     # cat vs not a cat as a yes/no question: P(not a cat) is the `other` label's calibrated probability
     other = (logits / temperature).softmax(-1)[:, OTHER_ID].clamp(1e-12, 1 - 1e-12)
     cat_vs_not_nll = -torch.where(labels == OTHER_ID, other, 1 - other).log()
-    return {"model": str(model_dir), "test_time_flip": bool(model.config.test_time_flip),
-            "image_size": processor.size["height"], "temperature": round(temperature, 4),
+    return {"temperature": round(temperature, 4),
             **{k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)},
             "cat_vs_not_nll_calibrated": round(cat_vs_not_nll.mean().item(), 4),
             "cat_vs_not_nll_per_photo": cat_vs_not_nll,
             "nll_per_photo": F.cross_entropy(logits / temperature, labels, reduction="none"),
-            "correct_per_photo": (logits.argmax(-1) == labels).float()}
+            "correct_per_photo": (logits.argmax(-1) == labels).float(),
+            "cat_vs_not_error_per_photo": ((logits.argmax(-1) == OTHER_ID) != (labels == OTHER_ID)).float()}
 
 
 def bootstrapped_loss(candidate: dict, baseline: dict, key: str, resamples: int) -> dict:
