@@ -1,5 +1,6 @@
 """The classifier's recipe options: validation split, calibration, mixup/CutMix, layer decay, RandAugment, epochs."""
 
+import argparse
 import json
 import math
 
@@ -181,6 +182,68 @@ def test_ablation_rows_say_whether_their_time_covers_the_whole_run():
     new = ablate.row("bundled_recipe", {**results, "train_seconds": 900.0})
     assert (new["train_seconds"], new["train_seconds_cover"]) == (900.0, "whole run")
     assert new["overrides"] == {"config": "training/configs/classifier_cpu.yaml"} and new["epochs"] == 5
+
+
+
+def test_ablation_report_keeps_the_committed_rows_of_runs_this_machine_does_not_have(tmp_path, monkeypatch):
+    """A fresh machine has no outputs/: its report updates the rows it has runs for and keeps the others."""
+    from .test_training import load_script
+
+    ablate = load_script("ablate_classifier")
+    scores = {"accuracy": 0.9, "cat_breed_accuracy": 0.8, "ece": 0.2, "ece_calibrated": 0.02}
+    results = {"validation": {"flip_off": scores, "flip_on": scores}, "test": {"flip_off": scores, "flip_on": scores},
+               "config": {"num_epochs": 5}, "epochs": 5, "steps": 340, "temperature": 0.48, "train_seconds": 60.0,
+               "train_seconds_this_run": 60.0}
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"output_dir: {tmp_path / 'bundled'}\n")
+    report = tmp_path / "benchmarks" / "classifier_ablation.json"
+    monkeypatch.setattr(ablate, "OUT", tmp_path / "runs")
+    monkeypatch.setattr(ablate, "REPORT", report)
+    monkeypatch.setattr(ablate, "RECIPE", recipe)
+    monkeypatch.setattr(ablate, "ROOT", tmp_path)
+    monkeypatch.setattr(ablate, "BASE_CONFIG", tmp_path / "base.yaml")
+    committed = [{**ablate.row(name, {**results, "train_seconds": 1.0}), "variant": name}
+                 for name in ("bundled_recipe", "B_no_smoothing", "A_base", "retired_row")]
+    report.parent.mkdir()
+    report.write_text(json.dumps({"runs": committed}))
+    run = tmp_path / "runs" / "A_base" / "final"
+    run.mkdir(parents=True)
+    (run / "training_results.json").write_text(json.dumps(results))
+
+    ablate.cmd_report(None)
+    rows = json.loads(report.read_text())["runs"]
+    assert [r["variant"] for r in rows] == ["A_base", "B_no_smoothing", "bundled_recipe", "retired_row"]
+    assert [r["train_seconds"] for r in rows] == [60.0, 1.0, 1.0, 1.0]  # only A_base's run is on this machine
+
+
+
+def test_generator_ablation_report_keeps_the_committed_rows_of_runs_this_machine_does_not_have(tmp_path, monkeypatch):
+    """The generator's ablation report likewise: a run here replaces its row, the rest (and the throughput) stay."""
+    import numpy as np
+
+    import tiny_cats.evaluation.generative_metrics as generative_metrics
+
+    from .test_training import load_script
+
+    ablate = load_script("ablate_generator")
+    monkeypatch.setattr(ablate, "ROOT", tmp_path)
+    monkeypatch.setattr(ablate, "OUT", tmp_path / "outputs")
+    monkeypatch.setattr(ablate, "real_features", lambda images: (np.zeros((4, 8)), np.ones((4, 8))))
+    monkeypatch.setattr(generative_metrics, "compute_fid_kid", lambda a, b, compute_kid: {"fid": 12.345})
+    first, second = list(ablate.VARIANTS)[:2]
+    scores = {"ema": {"fid": 300.0, "kid": 0.3, "judged_asked_breed": 0.1, "judged_a_cat": 0.2}}
+    run = {"steps": 10, "scores": scores}
+    path = tmp_path / "benchmarks" / "generator_ablation.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"throughput": {"img_per_s": {first: 5.0, second: 6.0}},
+                                "runs": [{**run, "variant": second}, {**run, "variant": first}]}))
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "outputs" / f"{first}.json").write_text(json.dumps({**run, "variant": first, "steps": 99}))
+
+    ablate.cmd_report(argparse.Namespace(budget_minutes=12.0), torch.zeros(3, 3, 32, 32), torch.zeros(3))
+    doc = json.loads(path.read_text())
+    assert [(r["variant"], r["steps"]) for r in doc["runs"]] == [(first, 99), (second, 10)]
+    assert doc["throughput"]["img_per_s"] == {first: 5.0, second: 6.0} and doc["real_vs_real_floor_fid"] == 12.35
 
 
 def test_compare_classifiers_pairs_the_validation_photos_and_refuses_another_split(pet_folder, classifier_dir, tmp_path):

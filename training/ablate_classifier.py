@@ -24,6 +24,8 @@ from pathlib import Path
 
 import yaml
 
+from tiny_cats.files import write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 BASE_CONFIG = ROOT / "training" / "configs" / "classifier_ablation.yaml"
 OUT = ROOT / "outputs" / "ablation_classifier"
@@ -99,15 +101,26 @@ def row(name: str, results: dict) -> dict:
             "test": {"flip_off": pick(test, "flip_off"), "flip_on": pick(test, "flip_on")}}
 
 
+def report_rows() -> list:
+    """A row per run found under outputs/, and the committed table's rows of the runs that are not (a new
+    machine starts with an empty outputs/, and its report must not drop rows it cannot rerun cheaply)."""
+    runs = {name: OUT / name / "final" / "training_results.json" for name in VARIANTS}
+    runs["bundled_recipe"] = ROOT / yaml.safe_load(RECIPE.read_text())["output_dir"] / "final" / "training_results.json"
+    committed = json.loads(REPORT.read_text())["runs"] if REPORT.exists() else []
+    rows = {r["variant"]: r for r in committed}
+    rows.update({name: row(name, json.loads(path.read_text())) for name, path in runs.items() if path.exists()})
+    kept = [name for name in rows if not runs.get(name, Path()).is_file()]
+    if kept:
+        print(f"kept from {REPORT.relative_to(ROOT)} (no run under outputs/ on this machine): {', '.join(kept)}")
+    order = list(runs)
+    return sorted(rows.values(), key=lambda r: order.index(r["variant"]) if r["variant"] in order else len(order))
+
+
 def cmd_report(args) -> None:
-    rows = [row(name, json.loads(path.read_text())) for name in VARIANTS
-            if (path := OUT / name / "final" / "training_results.json").exists()]
-    recipe_results = ROOT / yaml.safe_load(RECIPE.read_text())["output_dir"] / "final" / "training_results.json"
-    if recipe_results.exists():
-        rows.append(row("bundled_recipe", json.loads(recipe_results.read_text())))
+    rows = report_rows()
     doc = {"what": "classifier recipe ablation (training/ablate_classifier.py), chosen on validation",
            "base_config": str(BASE_CONFIG.relative_to(ROOT)), "runs": rows}
-    REPORT.write_text(json.dumps(doc, indent=2) + "\n")
+    write_text(json.dumps(doc, indent=2) + "\n", REPORT)
     print(f"{'variant':22s} {'ep':>3s} {'min':>5s} {'T':>5s} | {'val acc':>7s} {'+flip':>6s} {'ECE_T':>6s} | "
           f"{'test acc':>8s} {'+flip':>6s} {'cat/not':>7s} {'breeds':>6s} {'ECE':>6s} {'ECE_T':>6s}")
     for r in rows:

@@ -31,6 +31,7 @@ import numpy as np
 
 from tiny_cats import TinyCatsImageProcessor
 from tiny_cats.data import default_data_dir, load_pets, split_validation, validation_split_of
+from tiny_cats.files import write_text
 from tiny_cats.onnx.quantize import CALIBRATION_SIZE, FP32_LEADING_CONVS, calibration_draw, quantize_classifier
 from tiny_cats.onnx.runtime import ort_session
 
@@ -115,7 +116,7 @@ def main(argv=None) -> dict:
               "validation_photos_not_calibration": len(photos), "image_size": int(photos.shape[-1]),
               "fp32_ms_batch1_1thread": latency["fp32"], "variants": rows}
     if args.output:
-        Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+        write_text(json.dumps(result, indent=2) + "\n", args.output)
     return result
 
 

@@ -28,6 +28,7 @@ from tiny_cats import TinyCatsForImageClassification, TinyCatsImageProcessor
 from tiny_cats.classifier.labels import OTHER_ID
 from tiny_cats.data import default_data_dir, load_pets, split_validation, validation_split_of
 from tiny_cats.evaluation.classifier_metrics import paired_bootstrap
+from tiny_cats.files import write_text
 from tiny_cats.training.calibration import classification_metrics, fit_temperature
 from tiny_cats.training.loaders import make_eval_loader
 
@@ -140,8 +141,7 @@ def main(argv=None) -> dict:
     text = json.dumps(result, indent=2)
     print(text)
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(text + "\n")
+        write_text(text + "\n", args.output)
     return result
 
 

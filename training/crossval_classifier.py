@@ -28,6 +28,7 @@ from compare_classifiers import bootstrapped_loss, compare, logits_and_labels, s
 
 from tiny_cats import TinyCatsForImageClassification, TinyCatsImageProcessor  # noqa: E402
 from tiny_cats.data import default_data_dir, load_pets, split_validation, validation_split_of  # noqa: E402
+from tiny_cats.files import write_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "classifier_crossval"
@@ -53,8 +54,7 @@ def cmd_score(args) -> Path:
            "files": list(held["file"]), "labels": labels.tolist(),
            "logits": [[round(v, 4) for v in row] for row in logits.tolist()]}
     out = (Path(args.output) if args.output else OUT) / args.recipe / f"fold_{fold}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
+    write_text(json.dumps(doc, separators=(",", ":")) + "\n", out)
     print(f"wrote {out}: {len(labels)} photos of fold {fold}, accuracy "
           f"{(logits.argmax(-1) == labels).float().mean().item():.4f}")
     return out

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from tiny_cats.files import write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "generator_sampler_sweep.json"
 
@@ -143,9 +145,9 @@ def main(argv=None) -> None:
         key = setting_key(sampler, shift, steps, guidance, interval, args.samples_per_breed)
         results[key] = measure(pipe, reference, (net, processor), args, sampler, shift, steps, guidance, interval)
         print(key, json.dumps(results[key]), flush=True)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps({"what": "generator sampler sweep (training/sweep_sampler.py)",
-                                      "model": str(model_path), "data_source": source, "results": results}, indent=2) + "\n")
+        doc = {"what": "generator sampler sweep (training/sweep_sampler.py)", "model": str(model_path),
+               "data_source": source, "results": results}
+        write_text(json.dumps(doc, indent=2) + "\n", output)
     print_table(results)
 
 
