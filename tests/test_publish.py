@@ -331,7 +331,7 @@ def test_wrong_token_is_refused_and_never_shown(local_hub, models, tmp_path, cap
 
     env = {**child_env(tmp_path), **local_hub.client_env(tmp_path / "cli_home", token=secret)}
     done = subprocess.run([PYTHON, "-m", "tiny_cats.commands", "publish", "--repo-id", REPO, "--classifier", str(models[0]),
-                           "--generator", str(models[1]), "--package-dir", str(tmp_path / "cli_pkg")],
+                           "--generator", str(models[1]), "--package-dir", str(tmp_path / "cli_pkg"), "--no-onnx"],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert done.returncode == 1 and secret not in done.stdout + done.stderr and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("tiny-cats publish: error: the Hub refused the token (401)")
@@ -340,7 +340,7 @@ def test_wrong_token_is_refused_and_never_shown(local_hub, models, tmp_path, cap
 def test_dry_run_and_refusals_make_no_request(local_hub, models, tmp_path, capsys):  # noqa: F811
     package = tmp_path / "pkg"
     code = main(["publish", "--repo-id", REPO, "--dry-run", "--classifier", str(models[0]), "--generator",
-                 str(models[1]), "--package-dir", str(package)])
+                 str(models[1]), "--package-dir", str(package), "--no-onnx"])
     out = capsys.readouterr().out
     assert code == 0 and local_hub.requests == []
     size = (package / "model.safetensors").stat().st_size
@@ -355,6 +355,26 @@ def test_dry_run_and_refusals_make_no_request(local_hub, models, tmp_path, capsy
     with pytest.raises(PublishError, match="notes.txt contains the Hub token") as err:
         publish(REPO, package, token=TOKEN)
     assert TOKEN not in str(err.value) and local_hub.requests == []
+
+
+
+def test_publish_without_onnx_files_refuses_unless_told(local_hub, models, results, tmp_path, capsys):  # noqa: F811
+    """The upload replaces the repo's files, and the web app loads the repo's onnx/: a results folder without
+    onnx/ (a fresh clone before `tiny-cats export`) is refused in one line, unless --no-onnx says so."""
+    bare = tmp_path / "results_without_onnx"
+    shutil.copytree(results, bare, ignore=shutil.ignore_patterns("onnx"))
+    argv = ["publish", "--repo-id", REPO, "--classifier", str(models[0]), "--generator", str(models[1]), "--results",
+            str(bare), "--package-dir", str(tmp_path / "pkg")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no onnx/ in" in err[0] and "--no-onnx" in err[0] and "tiny-cats export" in err[0]
+    assert local_hub.requests == [] and not (tmp_path / "pkg").exists()
+
+    assert main([*argv[:-4], "--results", str(results), "--package-dir", str(tmp_path / "pkg"), "--no-onnx",
+                 "--dry-run"]) == 0
+    assert not (tmp_path / "pkg" / "onnx").exists() and (tmp_path / "pkg" / layout.CLASSIFIER_EVALUATION).is_file()
+    assert main([*argv[:-4], "--results", str(results), "--package-dir", str(tmp_path / "pkg"), "--dry-run"]) == 0
+    assert (tmp_path / "pkg" / layout.CLASSIFIER_ONNX).is_file() and local_hub.requests == []
 
 
 def test_retries_are_bounded_and_only_for_transient_errors():

@@ -150,12 +150,12 @@ def _swap_into_place(stage: Path, out: Path) -> None:
 
 def build_package(classifier_dir: os.PathLike, generator_dir: os.PathLike, out_dir: os.PathLike,
                   results_dir: Optional[os.PathLike] = None, onnx_dir: Optional[os.PathLike] = None,
-                  repo_id: str = DEFAULT_REPO_ID) -> Path:
+                  repo_id: str = DEFAULT_REPO_ID, include_onnx: bool = True) -> Path:
     """Build the package for ``repo_id`` in ``out_dir`` (replacing a previous package there).
 
     ``results_dir``: a folder holding ``evaluation/`` and/or ``benchmarks/`` (absent parts are
     "not measured" in the card). ``onnx_dir``: a folder holding ``onnx/``; by default the
-    results folder's ``onnx/`` when there is one.
+    results folder's ``onnx/`` when there is one (``include_onnx=False``: none).
     """
     check_repo_id(repo_id)
     classifier_dir, generator_dir, out = Path(classifier_dir), Path(generator_dir), Path(out_dir)
@@ -166,7 +166,7 @@ def build_package(classifier_dir: os.PathLike, generator_dir: os.PathLike, out_d
     _plan_generator(plan, generator_dir)
     if results_dir is not None:
         _plan_results(plan, Path(results_dir))
-    if onnx_dir is not None or results_dir is not None:
+    if include_onnx and (onnx_dir is not None or results_dir is not None):
         _plan_onnx(plan, Path(onnx_dir if onnx_dir is not None else results_dir), required=onnx_dir is not None)
     files = check_collisions(plan)
 

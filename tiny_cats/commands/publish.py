@@ -37,7 +37,11 @@ def register(subparsers) -> None:
     p.add_argument("--results", help="folder holding evaluation/, benchmarks/ and onnx/; absent parts are "
                    "'not measured' in the card (default: the committed results of this checkout, else .)")
     p.add_argument("--no-results", action="store_true", help="leave all results out of the package")
-    p.add_argument("--onnx-dir", help="folder holding onnx/ (default: the --results folder)")
+    onnx = p.add_mutually_exclusive_group()
+    onnx.add_argument("--onnx-dir", help="folder holding onnx/ (default: the --results folder); publishing "
+                      "refuses to go without one, since the web app loads the repo's onnx/")
+    onnx.add_argument("--no-onnx", action="store_true",
+                      help="publish without ONNX files (the repo's onnx/ is deleted, and the web app cannot load it)")
     p.add_argument("--package-dir", default=DEFAULT_PACKAGE_DIR,
                    help=f"where the package is built (default: {DEFAULT_PACKAGE_DIR})")
     p.add_argument("--commit-message", default=DEFAULT_COMMIT_MESSAGE)
@@ -63,9 +67,15 @@ def run(args) -> int:
         results = default_results_dir()
         print(f"results: {results} (the committed evaluation/ and benchmarks/; --results DIR or --no-results to change)"
               if results is not None else "results: none found; every card number reads 'not measured'")
+    onnx_dir = None if args.no_onnx else (args.onnx_dir or results)
+    if not args.no_onnx and (onnx_dir is None or not (Path(onnx_dir) / layout.ONNX_DIR).is_dir()):
+        # The upload replaces the repo's files: without onnx/ here, the repo's onnx/ would be deleted.
+        raise FileNotFoundError(f"no {layout.ONNX_DIR}/ in {onnx_dir or 'a results folder'}: run `tiny-cats export "
+                                f"--output DIR` and pass --onnx-dir DIR, or --no-onnx to publish without ONNX files")
     package = build_package(resolve_model(args.classifier, DEFAULT_CLASSIFIER),
                             resolve_model(args.generator, DEFAULT_GENERATOR), args.package_dir,
-                            results_dir=results, onnx_dir=args.onnx_dir, repo_id=args.repo_id)
+                            results_dir=results, onnx_dir=onnx_dir, include_onnx=not args.no_onnx,
+                            repo_id=args.repo_id)
     try:
         result = publish(args.repo_id, package, private=args.private, revision=args.revision, dry_run=args.dry_run,
                          commit_message=args.commit_message)
