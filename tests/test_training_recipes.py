@@ -239,11 +239,18 @@ def test_generator_ablation_report_keeps_the_committed_rows_of_runs_this_machine
                                 "runs": [{**run, "variant": second}, {**run, "variant": first}]}))
     (tmp_path / "outputs").mkdir()
     (tmp_path / "outputs" / f"{first}.json").write_text(json.dumps({**run, "variant": first, "steps": 99}))
+    args, images = argparse.Namespace(budget_minutes=12.0, variants=[first]), torch.zeros(3, 3, 32, 32)
+    with pytest.raises(SystemExit, match=f"no img/s of {first} in .*throughput.json: run `measure` first"):
+        ablate.cmd_run(args, images, torch.zeros(3))
 
-    ablate.cmd_report(argparse.Namespace(budget_minutes=12.0), torch.zeros(3, 3, 32, 32), torch.zeros(3))
+    ablate.cmd_report(args, images, torch.zeros(3))
     doc = json.loads(path.read_text())
     assert [(r["variant"], r["steps"]) for r in doc["runs"]] == [(first, 99), (second, 10)]
     assert doc["throughput"]["img_per_s"] == {first: 5.0, second: 6.0} and doc["real_vs_real_floor_fid"] == 12.35
+    # a measurement of one variant here replaces that variant's rate only
+    (tmp_path / "outputs" / "throughput.json").write_text(json.dumps({"img_per_s": {first: 7.0}, "params": {first: 1}}))
+    ablate.cmd_report(args, images, torch.zeros(3))
+    assert json.loads(path.read_text())["throughput"]["img_per_s"] == {first: 7.0, second: 6.0}
 
 
 def test_compare_classifiers_pairs_the_validation_photos_and_refuses_another_split(pet_folder, classifier_dir, tmp_path):

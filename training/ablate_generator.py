@@ -247,7 +247,11 @@ def cmd_run(args, images, labels):
     from tiny_cats import TinyCatsForImageClassification, TinyCatsImageProcessor
     from tiny_cats.defaults import DEFAULT_CLASSIFIER
 
-    throughput = json.loads((OUT / "throughput.json").read_text())
+    measured = OUT / "throughput.json"
+    throughput = json.loads(measured.read_text()) if measured.exists() else {"img_per_s": {}}
+    unmeasured = [name for name in args.variants if name not in throughput["img_per_s"]]
+    if unmeasured:  # equal time needs the img/s measured side by side on this machine, in one process
+        raise SystemExit(f"error: no img/s of {', '.join(unmeasured)} in {measured}: run `measure` first")
     reference, _ = real_features(images)
     classifier = (TinyCatsForImageClassification.from_pretrained(DEFAULT_CLASSIFIER).eval(),
                   TinyCatsImageProcessor.from_pretrained(DEFAULT_CLASSIFIER))
@@ -290,12 +294,13 @@ def cmd_report(args, images, labels):
     found.update({name: json.loads(run.read_text()) for name in VARIANTS if (run := OUT / f"{name}.json").exists()})
     order = list(VARIANTS)
     runs = sorted(found.values(), key=lambda r: order.index(r["variant"]) if r["variant"] in order else len(order))
-    if (OUT / "throughput.json").exists():
-        throughput = json.loads((OUT / "throughput.json").read_text())
-    elif "throughput" in committed:
-        throughput = committed["throughput"]
-    else:
-        raise SystemExit(f"error: no {OUT / 'throughput.json'}: run `measure` first")
+    throughput = committed.get("throughput", {"img_per_s": {}, "params": {}})
+    if (OUT / "throughput.json").exists():  # this machine's measurement replaces its variants' rates
+        measured = json.loads((OUT / "throughput.json").read_text())
+        throughput = {**measured, **{key: {**throughput.get(key, {}), **measured[key]} for key in ("img_per_s", "params")}}
+    missing = [run["variant"] for run in runs if run["variant"] not in throughput["img_per_s"]]
+    if missing:
+        raise SystemExit(f"error: no img/s of {', '.join(missing)} in {OUT / 'throughput.json'}: run `measure` first")
     reference, floor = real_features(images)
     doc = {"what": "equal-time ablation of the generator at 32 px (training/ablate_generator.py)",
            "budget_minutes_per_variant": args.budget_minutes, "throughput": throughput,
