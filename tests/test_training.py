@@ -86,6 +86,10 @@ def test_dit_trains_with_ema_and_saves_a_pipeline(pet_folder, tmp_path):
     with pytest.raises(SystemExit, match="no checkpoint with an EMA state"):
         export.export(cfg, "checkpoint-99", tmp_path / "missing")
     assert not (tmp_path / "missing").exists()
+    assert export.export(cfg, "latest", tmp_path / "ema") == 3  # a previous export is replaced
+    with pytest.raises(SystemExit, match="is not a pipeline folder; refusing to replace it"):
+        export.export(cfg, "latest", out)  # the run's own folder (a slip for out / "ema-latest")
+    assert (out / "checkpoint-3").is_dir()
 
 
 def test_flow_matching_loss_target():

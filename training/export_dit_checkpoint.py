@@ -33,6 +33,10 @@ from tiny_cats.training.config import parse_config  # noqa: E402
 
 def export(cfg: DiTTrainingConfig, checkpoint: str, output: Path) -> int:
     """Write the EMA pipeline of ``checkpoint`` (a path, a name in ``cfg.output_dir`` or "latest") to ``output``."""
+    output = Path(output).resolve()
+    if output.exists() and not (output / "model_index.json").is_file() and (not output.is_dir() or any(output.iterdir())):
+        # replacing it would delete what it holds: a run's checkpoints, the bundled models, the checkout
+        raise SystemExit(f"error: {output} exists and is not a pipeline folder; refusing to replace it")
     if checkpoint == "latest":
         folder = resolve_resume(cfg.output_dir, "latest")
     else:
