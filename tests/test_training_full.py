@@ -370,15 +370,18 @@ def test_train_state_round_trips_through_json():
     assert TrainState(**json.loads(json.dumps(state.__dict__))) == state
 
 
-def test_throughput_benchmark_runs_with_tiny_settings(tmp_path):
+def test_throughput_benchmark_runs_with_tiny_settings(tmp_path, monkeypatch):
     from .test_training import load_script
 
     bench = load_script("benchmark_throughput")
     out = tmp_path / "throughput.json"
-    report = bench.main(["--image_size", "16", "--hidden_size", "32", "--num_layers", "1", "--num_attention_heads", "2",
-                         "--batch_size", "4", "--peak_size", "128", "--data", str(tmp_path / "none"),
-                         "--loader_workers", "0", "--quick", "--output", str(out)])
+    tiny = ["--image_size", "16", "--hidden_size", "32", "--num_layers", "1", "--num_attention_heads", "2",
+            "--batch_size", "4", "--peak_size", "128", "--data", str(tmp_path / "none"), "--loader_workers", "0", "--quick"]
+    report = bench.main([*tiny, "--output", str(out)])
     assert json.loads(out.read_text()) == report
+    monkeypatch.chdir(tmp_path)
+    bench.main(tiny)  # a smoke test without --output leaves the committed benchmarks/ alone
+    assert not (tmp_path / "benchmarks").exists()
     for model in report["models"].values():
         assert model["images_per_s"] > 0 and 0 < model["share_of_peak"] and model["gflops_per_image_fwd_bwd"] > 0
     assert report["models"]["diffusers_dit"]["parameters"] > 0 and len(report["input_pipeline"]["runs"]) == 2

@@ -5,7 +5,7 @@
     python training/benchmark_throughput.py --batch_size 64 --long_skip --final_conv --prediction_type sample --bf16 \
         --output benchmarks/training_throughput_release.json    # the release generator's design and precision
 
-Writes ``benchmarks/training_throughput.json``. What is measured, so numbers stay comparable:
+Writes ``benchmarks/training_throughput.json`` (``--quick``: only to an ``--output`` given). What is measured, so numbers stay comparable:
 
 * a training step is forward + backward + AdamW step + zero_grad on random pixels, timesteps
   and labels (the rectified-flow loss of train_dit.py); warm-up steps are excluded and the
@@ -79,7 +79,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--loader_batches", type=int, default=10)
     parser.add_argument("--compile", action="store_true", help="torch.compile both models (inductor) before timing")
     parser.add_argument("--quick", action="store_true", help="fewer repeats everywhere (smoke test)")
-    parser.add_argument("--output", default="benchmarks/training_throughput.json")
+    parser.add_argument("--output", help="default: benchmarks/training_throughput.json; with --quick, nothing is "
+                        "written unless given (a smoke test must not replace the committed result)")
     return parser.parse_args(argv)
 
 
@@ -260,7 +261,9 @@ def main(argv=None) -> Dict:
         "input_pipeline": {**pipeline, "best_images_per_s": best_loader,
                            "input_bound": best_loader < tiny["images_per_s"]},
     }
-    write_text(json.dumps(report, indent=2) + "\n", args.output)
+    output = args.output or (None if args.quick else "benchmarks/training_throughput.json")
+    if output:
+        write_text(json.dumps(report, indent=2) + "\n", output)
     print(json.dumps({k: report[k] for k in ("matmul_peak_gflops_fp32", "models", "goals")}, indent=2))
     return report
 
