@@ -217,6 +217,28 @@ def test_ablation_report_keeps_the_committed_rows_of_runs_this_machine_does_not_
 
 
 
+
+def test_ablation_force_trains_a_finished_variant_again_from_scratch(tmp_path, monkeypatch):
+    """--force must not resume the finished run's last checkpoint (that would end at once on the old weights)."""
+    from .test_training import load_script
+
+    ablate = load_script("ablate_classifier")
+    monkeypatch.setattr(ablate, "ROOT", tmp_path)
+    monkeypatch.setattr(ablate, "OUT", tmp_path / "runs")
+    calls = []
+    monkeypatch.setattr(ablate.subprocess, "run", lambda cmd, **kwargs: calls.append(cmd))
+    run = tmp_path / "runs" / "A_base"
+    (run / "checkpoint-340").mkdir(parents=True)
+    (run / "final").mkdir()
+    (run / "final" / "training_results.json").write_text("{}")
+
+    ablate.cmd_run(argparse.Namespace(variants=["A_base"], threads=2, force=False))
+    assert calls == []
+    ablate.cmd_run(argparse.Namespace(variants=["A_base"], threads=2, force=True))
+    assert len(calls) == 1 and "--resume_from_checkpoint" not in calls[0]
+    assert (tmp_path / "runs" / "A_base.before-force" / "checkpoint-340").is_dir() and not (run / "final").exists()
+
+
 def test_generator_ablation_report_keeps_the_committed_rows_of_runs_this_machine_does_not_have(tmp_path, monkeypatch):
     """The generator's ablation report likewise: a run here replaces its row, the rest (and the throughput) stay."""
     import numpy as np

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -75,9 +76,15 @@ def command(name: str, threads: int) -> list:
 
 def cmd_run(args) -> None:
     for name in args.variants:
-        if (OUT / name / "final" / "training_results.json").exists() and not args.force:
-            print(f"{name}: done already (--force to rerun)")
-            continue
+        if (OUT / name / "final" / "training_results.json").exists():
+            if not args.force:
+                print(f"{name}: done already (--force to rerun)")
+                continue
+            # Its checkpoints would be resumed (the last one ends the run at once): set the old run aside.
+            aside = OUT / f"{name}.before-force"
+            shutil.rmtree(aside, ignore_errors=True)
+            (OUT / name).rename(aside)
+            print(f"{name}: the finished run moved to {aside.relative_to(ROOT)}; training it again")
         cmd = command(name, args.threads)
         print(" ".join(cmd), flush=True)
         (OUT / name).mkdir(parents=True, exist_ok=True)
@@ -137,7 +144,7 @@ def main(argv=None) -> None:
     parser.add_argument("command", choices=["run", "report"])
     parser.add_argument("variants", nargs="*", help=f"default: all of {', '.join(VARIANTS)}")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (1: another job keeps a core)")
-    parser.add_argument("--force", action="store_true", help="rerun variants that already finished")
+    parser.add_argument("--force", action="store_true", help="train variants that already finished again, from scratch")
     args = parser.parse_args(argv)
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
