@@ -40,8 +40,20 @@ def test_config_file_then_flags(tmp_path):
     cfg = parse_config(train_classifier.ClassifierTrainingConfig, ["--config", str(tmp_path / "c.yaml"), "--max_train_steps", "9"])
     assert cfg.learning_rate == 0.5 and cfg.max_train_steps == 9
     (tmp_path / "bad.yaml").write_text("learning_rat: 0.5\n")
-    with pytest.raises(SystemExit):
+    with pytest.raises(ValueError, match=r"unknown keys in .*bad.yaml: \['learning_rat'\]"):
         parse_config(train_classifier.ClassifierTrainingConfig, ["--config", str(tmp_path / "bad.yaml")])
+    # YAML reads 1e-3 (no dot) as a string: it goes through the flag's converter like --learning_rate 1e-3
+    (tmp_path / "c.yaml").write_text("learning_rate: 1e-3\ntest_time_flip: yes\nmax_train_steps: 7\n")
+    cfg = parse_config(train_classifier.ClassifierTrainingConfig, ["--config", str(tmp_path / "c.yaml")])
+    assert (cfg.learning_rate, cfg.test_time_flip, cfg.max_train_steps) == (0.001, True, 7)
+    for text, error in (("max_train_steps: 2.5\n", "max_train_steps: 2.5 is not an integer"),
+                        ("test_time_flip: maybe\n", "test_time_flip: 'maybe' is not true or false"),
+                        ("learning_rate: [1, 2\n", "is not valid YAML"), ("- 1\n", "must hold `option: value` lines")):
+        (tmp_path / "bad.yaml").write_text(text)
+        with pytest.raises(ValueError, match=error):
+            parse_config(train_classifier.ClassifierTrainingConfig, ["--config", str(tmp_path / "bad.yaml")])
+    with pytest.raises(FileNotFoundError, match="no config file"):
+        parse_config(train_classifier.ClassifierTrainingConfig, ["--config", str(tmp_path / "typo.yaml")])
 
 
 def test_classifier_trains_saves_and_resumes(pet_folder, tmp_path):
@@ -211,6 +223,12 @@ def test_wrong_data_path_is_one_line(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert lines[-1].startswith("train_classifier.py: error: ") and "absent: no such folder" in lines[-1]
     assert not any("Multiple distributions" in line for line in lines)
+
+    (tmp_path / "typo.yaml").write_text("learning_rate: fast\n")  # a config error is one line too
+    done = subprocess.run([PYTHON, str(ROOT / "training" / "train_classifier.py"), "--config", str(tmp_path / "typo.yaml")],
+                          capture_output=True, text=True, env=child_env(tmp_path), timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1].startswith("train_classifier.py: error: ") and "'fast' is not a number" in done.stderr
 
 
 def sigterm_during_step(monkeypatch, script, step):

@@ -73,7 +73,10 @@ def main(argv=None) -> None:
     parser.add_argument("--checkpoint", default="latest", help="checkpoint-N folder, its path, or 'latest'")
     parser.add_argument("--output", required=True, type=Path, help="pipeline folder to write")
     args, overrides = parser.parse_known_args(argv)
-    cfg = parse_config(DiTTrainingConfig, ["--config", args.config, *overrides])
+    try:
+        cfg = parse_config(DiTTrainingConfig, ["--config", args.config, *overrides])
+    except (FileNotFoundError, ValueError) as err:  # the config file: missing, not YAML, a bad key or value
+        raise SystemExit(f"error: {err}") from None
     step = export(cfg, args.checkpoint, args.output)
     print(f"wrote the EMA weights of step {step} to {args.output}")
 

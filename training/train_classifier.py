@@ -328,6 +328,5 @@ def finish(accelerator, model, processor, eval_loaders: dict, cfg: ClassifierTra
 
 
 if __name__ == "__main__":
-    config = parse_config(ClassifierTrainingConfig)
     with exit_on_stop_or_error():
-        main(config)
+        main(parse_config(ClassifierTrainingConfig))

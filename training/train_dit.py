@@ -340,6 +340,5 @@ def finish(accelerator, model, ema: EMAModel, cfg: DiTTrainingConfig, state: Tra
 
 
 if __name__ == "__main__":
-    config = parse_config(DiTTrainingConfig)
     with exit_on_stop_or_error():
-        main(config)
+        main(parse_config(DiTTrainingConfig))

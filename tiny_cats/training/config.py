@@ -59,20 +59,44 @@ CONVERTERS = {"int": int, "float": float, "str": str, "Optional[str]": str, "Opt
 def parse_config(cls: Type[T], argv: Optional[List[str]] = None) -> T:
     """Build a ``cls`` config from its defaults, then ``--config FILE.yaml``, then ``--field value`` flags.
 
-    Unknown YAML keys and unknown or abbreviated flags (``--learning_rat``) are errors.
+    Unknown or abbreviated flags (``--learning_rat``) are argparse errors. A config file that is
+    missing, not YAML, has unknown keys or a value of the wrong type raises ``FileNotFoundError`` /
+    ``ValueError`` naming it (the scripts print those in one line). YAML values go through the same
+    converters as flags, so ``learning_rate: 1e-3`` (a string to YAML) is the float 0.001.
     """
+    converters = {}
     parser = argparse.ArgumentParser(description=cls.__doc__, allow_abbrev=False)
     parser.add_argument("--config", help="YAML file whose keys are the options below")
     for field in dataclasses.fields(cls):
         type_name = field.type if isinstance(field.type, str) else field.type.__name__
-        parser.add_argument(f"--{field.name}", type=CONVERTERS[type_name], default=None)
+        converters[field.name] = CONVERTERS[type_name]
+        parser.add_argument(f"--{field.name}", type=converters[field.name], default=None)
     args = parser.parse_args(argv)
     values = {}
     if args.config:
-        loaded = yaml.safe_load(Path(args.config).read_text()) or {}
-        unknown = set(loaded) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            parser.error(f"unknown keys in {args.config}: {sorted(unknown)}")
-        values.update(loaded)
+        values.update(load_config_file(args.config, converters))
     values.update({k: v for k, v in vars(args).items() if v is not None and k != "config"})
     return cls(**values)
+
+
+def load_config_file(path: str, converters: dict) -> dict:
+    """The options of a YAML config file, each converted like its flag would be."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no config file {path}")
+    try:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from None
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path} must hold `option: value` lines, not a {type(loaded).__name__}")
+    unknown = sorted(set(loaded) - set(converters))
+    if unknown:
+        raise ValueError(f"unknown keys in {path}: {unknown}")
+    values = {}
+    for key, value in loaded.items():
+        try:  # through str, as a flag's text: 2.5 is no int, yes/no are bools only where a bool is expected
+            values[key] = None if value is None else converters[key](str(value))
+        except (ValueError, argparse.ArgumentTypeError):
+            expected = {int: "an integer", float: "a number", _parse_bool: "true or false"}.get(converters[key], "valid")
+            raise ValueError(f"{path}: {key}: {value!r} is not {expected}") from None
+    return values
