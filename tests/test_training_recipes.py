@@ -3,6 +3,7 @@
 import argparse
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -392,6 +393,14 @@ def test_soup_averages_the_weights_and_refits_the_temperature_on_the_shared_vali
         soup.main([str(dirs[0]), str(dirs[2]), "--output", str(tmp_path / "soups" / "s02"), "--data", str(pet_folder)])
     with pytest.raises(SystemExit, match="exists already"):
         soup.main([str(dirs[0]), str(dirs[1]), "--output", str(out), "--data", str(pet_folder)])
+    for changed, error in (({"config": {"validation_fraction": 0.0}}, "held out no validation photos"),
+                           ({"train_seconds": None}, "no whole-run train_seconds")):
+        pair = [shutil.copytree(d, tmp_path / "changed" / d.name, dirs_exist_ok=True) for d in dirs[:2]]
+        for d in pair:
+            results = {**json.loads((d / "training_results.json").read_text()), **changed}
+            (d / "training_results.json").write_text(json.dumps({k: v for k, v in results.items() if v is not None}))
+        with pytest.raises(SystemExit, match=error):  # before any model or photo is loaded
+            soup.main([*map(str, pair), "--output", str(tmp_path / "soups" / "s03"), "--data", str(tmp_path / "none")])
     assert sorted(p.name for p in (tmp_path / "soups").iterdir()) == ["s01"]  # nothing half-written
 
 

@@ -47,7 +47,11 @@ def read_results(model_dir: str) -> dict:
     path = Path(model_dir) / "training_results.json"
     if not path.is_file():
         raise SystemExit(f"error: no {path}: a soup needs each ingredient's training time and validation split")
-    return json.loads(path.read_text())
+    results = json.loads(path.read_text())
+    if "train_seconds" not in results:  # runs from before the checkpoints kept the clock: a resume lost its start
+        raise SystemExit(f"error: {path} has no whole-run train_seconds (a run from before the clock was kept): "
+                         "the soup's training time would be undercounted")
+    return results
 
 
 def config_differences(config: dict, first: dict) -> dict:
@@ -73,6 +77,9 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     results = [read_results(d) for d in args.ingredients]
     splits = {validation_split_of(r["config"]) for r in results}
+    if len(splits) == 1 and not next(iter(splits))[0]:
+        raise SystemExit("error: the ingredients held out no validation photos: there is nothing to fit the "
+                         "temperature on (train them with --validation_fraction)")
     if len(splits) != 1 or None in next(iter(splits)):
         raise SystemExit(f"error: the ingredients held out different validation photos {sorted(map(str, splits))}: "
                          "the temperature would be fitted on photos some of them trained on")
