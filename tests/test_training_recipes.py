@@ -339,6 +339,8 @@ def test_compare_classifiers_pairs_the_validation_photos_and_refuses_another_spl
     with pytest.raises(SystemExit, match=r"0.5 with validation seed 0 \(fold 0\), not 0.5 with 0 \(fold 1\)"):
         compare.main([str(tmp_path / "seed1"), str(classifier_dir), "--data", str(pet_folder),
                       "--validation_fraction", "0.5", "--validation_fold", "1"])  # a run of fold 0 trained on fold 1
+    with pytest.raises(SystemExit, match="is not a saved classifier folder"):  # a typo, before the data is read
+        compare.main([str(tmp_path / "sede1"), str(classifier_dir), "--data", str(tmp_path / "none")])
 
 
 def test_soup_averages_the_weights_and_refits_the_temperature_on_the_shared_validation_photos(pet_folder, tmp_path):

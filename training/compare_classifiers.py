@@ -34,6 +34,9 @@ from tiny_cats.training.loaders import make_eval_loader
 
 
 def check_same_split(model_dir: str, fraction: float, seed: int, fold: int) -> None:
+    """Refuse a model that trained on some of these validation photos (one without a record is trusted)."""
+    if not (Path(model_dir) / "config.json").is_file():
+        raise SystemExit(f"error: {model_dir} is not a saved classifier folder (no config.json)")
     path = Path(model_dir) / "training_results.json"
     if not path.is_file():
         return
