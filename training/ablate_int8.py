@@ -83,6 +83,8 @@ def main(argv=None) -> dict:
     if not results.is_file():
         raise SystemExit(f"error: no {results}: the study needs the validation split the model was trained beside")
     config = json.loads(results.read_text())["config"]
+    if not validation_split_of(config)[0]:
+        raise SystemExit(f"error: {args.model} was trained without a validation split: no photos it has not seen")
     processor = TinyCatsImageProcessor.from_pretrained(args.model)
     pixels = lambda images: processor(images, return_tensors="np")["pixel_values"].astype(np.float32)  # noqa: E731
     train = load_pets(data)["train"]
@@ -115,6 +117,7 @@ def main(argv=None) -> dict:
     result = {"what": "int8 classifier variants vs its fp32 file (training/ablate_int8.py)", "model": args.model,
               "validation_photos_not_calibration": len(photos), "image_size": int(photos.shape[-1]),
               "fp32_ms_batch1_1thread": latency["fp32"], "variants": rows}
+    print(json.dumps(result, indent=2))
     if args.output:
         write_text(json.dumps(result, indent=2) + "\n", args.output)
     return result
