@@ -240,7 +240,8 @@ def test_ablation_force_trains_a_finished_variant_again_from_scratch(tmp_path, m
     assert (tmp_path / "runs" / "A_base.before-force" / "checkpoint-340").is_dir() and not (run / "final").exists()
 
 
-def test_generator_ablation_report_keeps_the_committed_rows_of_runs_this_machine_does_not_have(tmp_path, monkeypatch):
+def test_generator_ablation_report_keeps_the_committed_rows_of_runs_this_machine_does_not_have(pet_folder, tmp_path,
+                                                                                              monkeypatch):
     """The generator's ablation report likewise: a run here replaces its row, the rest (and the throughput) stay."""
     import numpy as np
 
@@ -274,6 +275,13 @@ def test_generator_ablation_report_keeps_the_committed_rows_of_runs_this_machine
     (tmp_path / "outputs" / "throughput.json").write_text(json.dumps({"img_per_s": {first: 7.0}, "params": {first: 1}}))
     ablate.cmd_report(args, images, torch.zeros(3))
     assert json.loads(path.read_text())["throughput"]["img_per_s"] == {first: 7.0, second: 6.0}
+
+    images, labels = ablate.load_data(str(pet_folder))  # the cats at 32 px, packed once into outputs/
+    assert images.shape[1:] == (3, 32, 32) and images.dtype == torch.uint8 and len(labels) == len(images) > 0
+    assert [p.name for p in (tmp_path / "outputs").glob("*.npz")] == ["cats_train+test_32px.npz"]
+    monkeypatch.setattr(ablate, "OUT", tmp_path / "elsewhere")
+    with pytest.raises(SystemExit, match="no such folder"):
+        ablate.load_data(str(tmp_path / "absent"))
 
 
 def test_compare_classifiers_pairs_the_validation_photos_and_refuses_another_split(pet_folder, classifier_dir, tmp_path):

@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "training"))
 
 from tiny_cats.classifier.labels import CAT_BREEDS  # noqa: E402
-from tiny_cats.data import pack_cats  # noqa: E402
-from tiny_cats.files import write_text  # noqa: E402
+from tiny_cats.data import packed_cats_file  # noqa: E402
+from tiny_cats.files import write_atomically, write_text  # noqa: E402
 from tiny_cats.generator.modeling_tiny_dit import TinyDiTTransformer2DModel  # noqa: E402
 
 SIDE = 32
@@ -191,8 +191,7 @@ def real_features(images: torch.Tensor):
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
     feats = extract_features(images[order[: NUM_REAL + 12 * SAMPLES_PER_BREED]]).numpy()
     reference, floor = feats[:NUM_REAL], feats[NUM_REAL:]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, reference=reference, floor=floor)
+    write_atomically(path, lambda tmp: np.savez(tmp, reference=reference, floor=floor), ".npz")
     return reference, floor
 
 
@@ -216,12 +215,10 @@ def score(generated: torch.Tensor, reference: np.ndarray, classifier) -> dict:
 
 
 def load_data(data: str):
-    path = OUT / f"cats_{SIDE}px.npz"
-    if not path.exists():
-        images, labels, _ = pack_cats(data, SIDE)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, images=images, labels=labels)
-    packed = np.load(path)
+    try:
+        packed = np.load(packed_cats_file(data, SIDE, cache_dir=OUT))  # built once, renamed into place
+    except FileNotFoundError as err:
+        raise SystemExit(f"error: {err}") from None
     return torch.from_numpy(packed["images"]), torch.from_numpy(packed["labels"])
 
 
