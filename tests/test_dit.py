@@ -1,3 +1,4 @@
+import json
 import subprocess
 import textwrap
 
@@ -358,3 +359,21 @@ def test_dit_gradient_checkpointing_gives_the_same_gradients():
     assert names == names_ckpt and torch.equal(loss, loss_ckpt)
     for name in names:
         assert torch.allclose(plain[name], ckpt[name], rtol=1e-5, atol=1e-8), name
+
+
+def test_sampler_sweep_checks_its_grid_first_and_keeps_one_model_per_file(pipeline_dir, tmp_path):
+    """training/sweep_sampler.py: a bad grid is refused before any model loads; a results file of another
+    model is refused, since a row's key does not name its model."""
+    from .test_training import load_script
+
+    sweep = load_script("sweep_sampler")
+    output = tmp_path / "sweep.json"
+    for bad in (["--samplers", "euler,hune"], ["--intervals", "0.7"], ["--steps", "8,x"]):
+        with pytest.raises(SystemExit) as exit_code:
+            sweep.main([*bad, "--model", str(tmp_path / "absent"), "--output", str(output)])
+        assert exit_code.value.code == 2
+    output.write_text(json.dumps({"model": "outputs/other_run/final", "results": {"euler_8": {}}}))
+    with pytest.raises(SystemExit, match="holds the sweep of outputs/other_run/final, not .*: pass another --output"):
+        sweep.main(["--model", str(pipeline_dir), "--output", str(output)])
+    assert json.loads(output.read_text())["results"] == {"euler_8": {}}
+

@@ -53,7 +53,10 @@ def parse_interval(text: str):
     """'none' -> None (guidance at every step); 'LO-HI' -> (LO, HI) in sigma units."""
     if text == "none":
         return None
-    lo, hi = (float(v) for v in text.split("-"))
+    parts = text.split("-")
+    if len(parts) != 2:
+        raise ValueError(f"guidance interval {text!r} is not none or LO-HI")
+    lo, hi = (float(v) for v in parts)
     return (lo, hi)
 
 
@@ -120,10 +123,20 @@ def main(argv=None) -> None:
     parser.add_argument("--report", action="store_true", help="only print the table of --output")
     args = parser.parse_args(argv)
     output = Path(args.output)
-    results = json.loads(output.read_text())["results"] if output.is_file() else {}
+    previous = json.loads(output.read_text()) if output.is_file() else {"results": {}}
+    results = previous["results"]
     if args.report:
         print_table(results)
         return
+    try:  # the whole grid is checked before minutes of loading models and real features
+        grid = list(itertools.product(args.samplers.split(","), [float(s) for s in args.shifts.split(",")],
+                                      [int(s) for s in args.steps.split(",")], [float(g) for g in args.guidance.split(",")],
+                                      [parse_interval(i) for i in args.intervals.split(",")]))
+        for name in set(args.samplers.split(",")):
+            make_scheduler(name, 1.0)
+    except ValueError as err:
+        parser.error(f"{err} (--samplers, --shifts, --steps, --guidance, --intervals are comma lists; intervals "
+                     "are none or LO-HI)")
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -133,14 +146,14 @@ def main(argv=None) -> None:
 
     pipe, model_path = load_pipeline(args.model)
     pipe.set_progress_bar_config(disable=True)
+    if results and previous.get("model") != str(model_path):  # its rows' keys do not name the model
+        raise SystemExit(f"error: {output} holds the sweep of {previous.get('model')}, not {model_path}: "
+                         "pass another --output")
     net, processor, _ = load_classifier_model(args.classifier)
     args.extractor = InceptionFeatureExtractor()
     source = resolve_data_source(args.data)
     side = pipe.transformer.config.sample_size
     reference, *_ = real_reference(source, side, args.extractor, ROOT / "evaluation" / "cache")
-    grid = itertools.product(args.samplers.split(","), [float(s) for s in args.shifts.split(",")],
-                             [int(s) for s in args.steps.split(",")], [float(g) for g in args.guidance.split(",")],
-                             [parse_interval(i) for i in args.intervals.split(",")])
     for sampler, shift, steps, guidance, interval in grid:
         key = setting_key(sampler, shift, steps, guidance, interval, args.samples_per_breed)
         results[key] = measure(pipe, reference, (net, processor), args, sampler, shift, steps, guidance, interval)
