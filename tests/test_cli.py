@@ -252,6 +252,28 @@ def test_saved_format_follows_the_extension(tmp_path, suffix, fmt):
     assert [p.name for p in tmp_path.iterdir()] == [out.name]
 
 
+
+def test_staged_folder_replaces_the_folder_whole_or_not_at_all(tmp_path):
+    """How training runs write final/: a failure leaves the previous folder as it was and nothing beside it."""
+    from tiny_cats.files import staged_folder
+
+    final = tmp_path / "run" / "final"
+    with staged_folder(final) as stage:
+        (stage / "model.safetensors").write_text("first")
+    assert [p.name for p in final.iterdir()] == ["model.safetensors"]
+    with pytest.raises(KeyboardInterrupt):
+        with staged_folder(final) as stage:
+            (stage / "model.safetensors").write_text("second")
+            raise KeyboardInterrupt
+    assert (final / "model.safetensors").read_text() == "first" and [p.name for p in final.parent.iterdir()] == ["final"]
+    with staged_folder(final) as stage:
+        (stage / "training_results.json").write_text("{}")
+    assert [p.name for p in final.iterdir()] == ["training_results.json"]  # replaced whole, not merged
+    umask = os.umask(0)
+    os.umask(umask)
+    assert [p.name for p in final.parent.iterdir()] == ["final"] and (final.stat().st_mode & 0o777) == 0o777 & ~umask
+
+
 def test_no_noise_on_stderr(classifier_dir, tmp_path):
     """No 'Multiple distributions found for package optimum', no 'use_fast is unset', no 'Device set to use'."""
     code = (f"import tiny_cats, diffusers\nfrom transformers import pipeline\n"

@@ -2,16 +2,18 @@
 
 :func:`write_atomically` lets a writer fill a temporary file beside the target, then renames it into
 place (a rename is atomic on one file system); on any failure, interruption included, the temporary
-file is removed and the target is untouched. Standard library only: the CLI's parser reads
+file is removed and the target is untouched. :func:`staged_folder` does the same for a folder. Standard library only: the CLI's parser reads
 :data:`IMAGE_FORMATS`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 # Output image formats, by file extension (what Pillow writes).
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
@@ -42,6 +44,31 @@ def write_atomically(path: os.PathLike, writer: Callable[[str], object], suffix:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextlib.contextmanager
+def staged_folder(path: os.PathLike) -> Iterator[Path]:
+    """Fill the folder it yields (a new one beside ``path``), then it replaces ``path`` whole.
+
+    On any failure the staged folder is removed and ``path`` (a previous one included) is untouched;
+    a previous ``path`` is moved aside before the rename and deleted after it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.partial-"))
+    try:
+        yield stage
+        os.chmod(stage, 0o777 & ~_umask())  # mkdtemp makes it 0700
+        old = path.with_name(f".{path.name}.old-{os.getpid()}") if path.exists() else None
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)  # left by a crashed run with the same pid
+            os.rename(path, old)
+        os.rename(stage, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
 
 
 def write_text(text: str, path: os.PathLike) -> Path:

@@ -56,6 +56,7 @@ from tiny_cats.augmentation import build_train_augmentation
 from tiny_cats.classifier.labels import OTHER_ID
 from tiny_cats.convert_efficientnet_lite0 import load_imagenet_backbone
 from tiny_cats.data import load_pets, split_validation
+from tiny_cats.files import staged_folder
 from tiny_cats.training.accelerator import make_accelerator
 from tiny_cats.training.calibration import classification_metrics, fit_temperature
 from tiny_cats.training.checkpoints import TrainState, fix_file_modes, resume, save_checkpoint
@@ -314,14 +315,15 @@ def finish(accelerator, model, processor, eval_loaders: dict, cfg: ClassifierTra
         unwrapped = accelerator.unwrap_model(model)
         unwrapped.config.temperature, unwrapped.config.test_time_flip = results["temperature"], cfg.test_time_flip
         weights = {name: tensor.contiguous() for name, tensor in weights.items()}  # channels_last -> plain layout
-        unwrapped.save_pretrained(output_dir / "final", state_dict=weights)
-        processor.save_pretrained(output_dir / "final")
-        fix_file_modes(output_dir / "final")
         report = {**metrics, **results, "steps": state.step, "epochs": state.epoch, "micro_batch_chunks": state.chunks,
                   "train_seconds_this_run": round(train_seconds, 1),
                   "train_seconds": round(state.train_seconds, 1), "num_train_images": num_train_images,
                   "config": dataclasses.asdict(cfg)}
-        (output_dir / "final" / "training_results.json").write_text(json.dumps(report, indent=2))
+        with staged_folder(output_dir / "final") as final:  # a crash leaves the previous final/ (or none)
+            unwrapped.save_pretrained(final, state_dict=weights)
+            processor.save_pretrained(final)
+            fix_file_modes(final)
+            (final / "training_results.json").write_text(json.dumps(report, indent=2))
         logger.info("test split (%s, temperature %.3f): %s", shipped, results["temperature"], json.dumps(metrics))
     accelerator.end_training()
     return metrics

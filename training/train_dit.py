@@ -59,6 +59,7 @@ from transformers import get_scheduler
 
 from tiny_cats.classifier.labels import CAT_BREEDS
 from tiny_cats.data import PackedCats, cats_only, generator_holdout, load_pets, packed_cats_file
+from tiny_cats.files import staged_folder
 from tiny_cats.generator.modeling_tiny_dit import TinyDiTTransformer2DModel
 from tiny_cats.generator.pipeline_tiny_dit import TinyDiTPipeline, images_to_grid
 from tiny_cats.training.accelerator import any_process, make_accelerator
@@ -332,9 +333,10 @@ def finish(accelerator, model, ema: EMAModel, cfg: DiTTrainingConfig, state: Tra
                 final_ema=tensor_digest(ema_state[k] for k in sorted(ema_state)))
     if accelerator.is_main_process:
         final_model = model_from_state(accelerator.unwrap_model(model).config, ema_state)
-        build_pipeline(final_model, cfg.scheduler_shift).save_pretrained(output_dir / "final")
-        fix_file_modes(output_dir / "final")
-        (output_dir / "final" / "training_results.json").write_text(json.dumps(report, indent=2))
+        with staged_folder(output_dir / "final") as final:  # a crash leaves the previous final/ (or none)
+            build_pipeline(final_model, cfg.scheduler_shift).save_pretrained(final)
+            fix_file_modes(final)
+            (final / "training_results.json").write_text(json.dumps(report, indent=2))
     accelerator.end_training()
     return report
 
