@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -27,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_dit import DiTTrainingConfig, build_model, build_pipeline  # noqa: E402
 
 from tiny_cats import layout  # noqa: E402
+from tiny_cats.files import staged_folder  # noqa: E402
 from tiny_cats.training.checkpoints import checkpoint_step, fix_file_modes, resolve_resume  # noqa: E402
 from tiny_cats.training.config import parse_config  # noqa: E402
 
@@ -51,19 +51,12 @@ def export(cfg: DiTTrainingConfig, checkpoint: str, output: Path) -> int:
     ema = EMAModel(model.parameters(), decay=cfg.ema_decay)
     ema.load_state_dict(torch.load(folder / "custom_checkpoint_0.pkl", map_location="cpu", weights_only=False))
     ema.copy_to(model.parameters())
-    partial = output.with_name(output.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
-        build_pipeline(model.eval(), cfg.scheduler_shift).save_pretrained(partial)
+    with staged_folder(output) as stage:
+        build_pipeline(model.eval(), cfg.scheduler_shift).save_pretrained(stage)
         # As the run's own final/ has it: evaluate-generator reads the training photos (memorisation check) from here.
         report = {"steps": step, "exported_from": str(folder), "weights": "EMA", "config": dataclasses.asdict(cfg)}
-        (partial / layout.TRAINING_RESULTS).write_text(json.dumps(report, indent=2) + "\n")
-        fix_file_modes(partial)
-        shutil.rmtree(output, ignore_errors=True)
-        partial.rename(output)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+        (stage / layout.TRAINING_RESULTS).write_text(json.dumps(report, indent=2) + "\n")
+        fix_file_modes(stage)
     return step
 
 
