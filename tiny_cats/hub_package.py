@@ -10,7 +10,6 @@ import filecmp
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -18,6 +17,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from . import layout
 from .evaluation.schemas import SCHEMAS, validate
+from .files import staged_folder
 from .model_card import check_card, extract_snippets, render_card
 
 DEFAULT_REPO_ID = layout.DEFAULT_REPO_ID
@@ -136,18 +136,6 @@ def _prepare_out_dir(out: Path, inputs: List[Path]) -> None:
             raise ValueError(f"{out} is not empty and is not a model package; refusing to replace it")
 
 
-def _swap_into_place(stage: Path, out: Path) -> None:
-    """Rename the finished stage to ``out``; a previous package is moved aside first, then deleted."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)  # left by a crashed run with the same pid
-        os.rename(out, old)
-    os.rename(stage, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def build_package(classifier_dir: os.PathLike, generator_dir: os.PathLike, out_dir: os.PathLike,
                   results_dir: Optional[os.PathLike] = None, onnx_dir: Optional[os.PathLike] = None,
                   repo_id: str = DEFAULT_REPO_ID, include_onnx: bool = True) -> Path:
@@ -170,10 +158,7 @@ def build_package(classifier_dir: os.PathLike, generator_dir: os.PathLike, out_d
         _plan_onnx(plan, Path(onnx_dir if onnx_dir is not None else results_dir), required=onnx_dir is not None)
     files = check_collisions(plan)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.build-"))
-    try:
-        os.chmod(stage, 0o755)  # mkdtemp makes it private; the package is meant to be shared
+    with staged_folder(out) as stage:  # a failed build or check leaves the previous package as it was
         for dest, source in files.items():
             (stage / dest).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, stage / dest)
@@ -184,10 +169,6 @@ def build_package(classifier_dir: os.PathLike, generator_dir: os.PathLike, out_d
                 (stage / layout.EXAMPLES_DIR).mkdir(exist_ok=True)
                 (stage / layout.EXAMPLES_DIR / snippet.name).write_text(snippet.code)
         validate_package(stage, repo_id)
-        _swap_into_place(stage, out)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
     return out
 
 
