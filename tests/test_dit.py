@@ -224,6 +224,22 @@ def test_from_pretrained_downloads_a_hub_repo_without_remote_code(pipeline_dir, 
     assert torch.equal(loaded.transformer.proj_out.weight, tiny_pipeline().transformer.proj_out.weight)
 
 
+
+def test_save_pretrained_push_to_hub_uploads_the_finished_folder(local_hub, tmp_path):  # noqa: F811
+    """diffusers uploads at the end of its save_pretrained; the code files and model_index.json entries that
+    make the repo loadable as remote code come after it, so they must be in the upload too."""
+    from diffusers import DiffusionPipeline
+    from huggingface_hub import HfApi
+
+    tiny_pipeline().save_pretrained(tmp_path / "tiny-dit", push_to_hub=True, repo_id="tester/pushed",
+                                    token="hf_test_token", commit_message="push")
+    files = set(HfApi(token="hf_test_token").list_repo_files("tester/pushed"))
+    assert {"pipeline_tiny_dit.py", "modeling_tiny_dit.py", "transformer/modeling_tiny_dit.py", "README.md"} <= files
+    loaded = DiffusionPipeline.from_pretrained("tester/pushed", trust_remote_code=True)
+    assert type(loaded).__name__ == "TinyDiTPipeline" and type(loaded).__module__ != TinyDiTPipeline.__module__
+    assert torch.equal(loaded.transformer.proj_out.weight, tiny_pipeline().transformer.proj_out.weight)
+
+
 # ------------------------------------------------------------------------- __call__: diffusers' contract
 
 

@@ -273,8 +273,13 @@ class TinyDiTPipeline(DiffusionPipeline):
         """Save, then make the folder loadable as remote code by plain ``DiffusionPipeline``.
 
         ``model_index.json`` names this file and ``transformer/modeling_tiny_dit.py`` as custom
-        code, and the code files are copied beside the weights.
+        code, and the code files are copied beside the weights. With ``push_to_hub=True`` the
+        finished folder is uploaded as diffusers does it (``repo_id``, ``token``, ``private``,
+        ``commit_message``, ``create_pr``), after the code files are in place.
         """
+        push_to_hub = kwargs.pop("push_to_hub", False)
+        hub = {key: kwargs.pop(key) for key in ("repo_id", "token", "private", "commit_message", "create_pr")
+               if key in kwargs}
         super().save_pretrained(save_directory, **kwargs)
         root = Path(save_directory)
         here = Path(__file__).parent
@@ -286,6 +291,16 @@ class TinyDiTPipeline(DiffusionPipeline):
         index["_class_name"] = [PIPELINE_MODULE, type(self).__name__]
         index["transformer"] = [TRANSFORMER_MODULE, type(self.transformer).__name__]
         index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        if push_to_hub:
+            from diffusers.utils.hub_utils import load_or_create_model_card, populate_model_card
+            from huggingface_hub import create_repo
+
+            repo_id = create_repo(hub.get("repo_id", root.name), exist_ok=True, private=hub.get("private"),
+                                  token=hub.get("token")).repo_id
+            card = populate_model_card(load_or_create_model_card(repo_id, token=hub.get("token"), is_pipeline=True))
+            card.save(str(root / "README.md"))
+            self._upload_folder(str(root), repo_id, token=hub.get("token"), commit_message=hub.get("commit_message"),
+                                create_pr=hub.get("create_pr", False))
 
     # Saved folders name the pipeline and the transformer by their code files (``["pipeline_tiny_dit",
     # "TinyDiTPipeline"]``), which is what lets plain ``DiffusionPipeline`` load them as remote code.
