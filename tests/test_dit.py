@@ -90,6 +90,11 @@ def test_breeds_resolve_against_the_pipelines_own_id2label():
         pipe.get_label_ids("beagle")
     with pytest.raises(TypeError, match="not a bool"):
         pipe.get_label_ids(True)
+    # class ids as DiTPipeline takes them: a tensor (or a numpy array) of integers
+    assert pipe.get_label_ids(torch.tensor([3, 10])) == pipe.get_label_ids(np.array([3, 10])) == [3, 10]
+    assert pipe.get_label_ids(torch.tensor(7)) == [7]
+    with pytest.raises(TypeError, match=r"^class ids must be integers, got a torch.float32 tensor$"):
+        pipe.get_label_ids(torch.tensor([3.0]))
 
 
 @pytest.mark.parametrize("bad,match", [("other", "not a cat breed"), ("tabby", "unknown breed"), ([], "no breed")])

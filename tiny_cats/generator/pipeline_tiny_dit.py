@@ -73,11 +73,16 @@ class TinyDiTPipeline(DiffusionPipeline):
         self._lookup = {normalize_breed(name): i for name, i in self.labels.items()}
 
     def get_label_ids(self, label: Union[BreedSpec, Sequence[BreedSpec]]) -> List[int]:
-        """Breed names ('maine coon', 'Maine-Coon', 'MAINE_COON', 'Siamese'...) or class ids -> class ids.
+        """Breed names ('maine coon', 'Maine-Coon', 'MAINE_COON', 'Siamese'...) or class ids (ints, a list,
+        a numpy array or an integer tensor) -> class ids.
 
         Names are matched against ``id2label`` in any case, with spaces, dashes or underscores.
         Raises ``ValueError`` naming the valid breeds for an unknown name, ``other`` or an id out of range.
         """
+        if isinstance(label, torch.Tensor):  # class ids as a tensor, as DiTPipeline takes them
+            if label.is_floating_point() or label.is_complex():
+                raise TypeError(f"class ids must be integers, got a {label.dtype} tensor")
+            label = label.reshape(-1).tolist()
         items = [label] if isinstance(label, (str, numbers.Integral)) else list(label)
         valid = ", ".join(self.labels)
         ids = []
