@@ -2,8 +2,8 @@
 
 :func:`write_atomically` lets a writer fill a temporary file beside the target, then renames it into
 place (a rename is atomic on one file system); on any failure, interruption included, the temporary
-file is removed and the target is untouched. :func:`staged_folder` does the same for a folder. Standard library only: the CLI's parser reads
-:data:`IMAGE_FORMATS`.
+file is removed and the target is untouched. :func:`staged_folder` does the same for a folder.
+Standard library only: the CLI's parser reads :data:`IMAGE_FORMATS`.
 """
 
 from __future__ import annotations
