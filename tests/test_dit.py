@@ -137,6 +137,7 @@ def test_plain_diffusion_pipeline_remote_code_without_tiny_cats(pipeline_dir, tm
         pipe.set_progress_bar_config(disable=True)
         images = pipe("Birman", num_inference_steps=3, generator=torch.manual_seed(3), output_type="np").images
         np.save({str(tmp_path / "remote.npy")!r}, images)
+        assert type(pipe).from_pipe(pipe).transformer is pipe.transformer  # the remote class is loaded twice
         print(type(pipe).__name__)
         """
     )
@@ -398,3 +399,19 @@ def test_sampler_sweep_checks_its_grid_first_and_keeps_one_model_per_file(pipeli
         sweep.main(["--model", str(pipeline_dir), "--output", str(output)])
     assert json.loads(output.read_text())["results"] == {"euler_8": {}}
 
+
+
+def test_from_pipe_shares_the_components_and_takes_overrides(pipeline_dir):
+    pipe = TinyDiTPipeline.from_pretrained(pipeline_dir)
+    copy = TinyDiTPipeline.from_pipe(pipe)
+    assert copy.transformer is pipe.transformer and copy.scheduler is pipe.scheduler
+    assert copy.config.id2label == pipe.config.id2label
+    heun = FlowMatchHeunDiscreteScheduler.from_config(pipe.scheduler.config)
+    swapped = TinyDiTPipeline.from_pipe(pipe, scheduler=heun)
+    assert swapped.transformer is pipe.transformer and swapped.scheduler is heun
+    copy.set_progress_bar_config(disable=True)
+    pipe.set_progress_bar_config(disable=True)
+    kwargs = dict(num_inference_steps=3, output_type="np")
+    a = pipe("Birman", generator=torch.manual_seed(3), **kwargs).images
+    b = copy("Birman", generator=torch.manual_seed(3), **kwargs).images
+    np.testing.assert_array_equal(a, b)

@@ -315,6 +315,18 @@ class TinyDiTPipeline(DiffusionPipeline):
     # ``dduf_file``...) without ``trust_remote_code`` and without importing a second copy of the code.
 
     @classmethod
+    def from_pipe(cls, pipeline: DiffusionPipeline, **kwargs) -> "TinyDiTPipeline":
+        """diffusers' ``from_pipe``, which also carries the transformer over.
+
+        diffusers only reuses a model whose class is exactly the ``__init__`` annotation. The annotation
+        is ``ModelMixin``, because remote code loads ``modeling_tiny_dit`` twice and an exact class would
+        be another object. So the transformer is passed on explicitly, unless ``transformer=`` is given.
+        """
+        if "transformer" not in kwargs and isinstance(getattr(pipeline, "transformer", None), ModelMixin):
+            kwargs["transformer"] = pipeline.transformer
+        return super().from_pipe(pipeline, **kwargs)
+
+    @classmethod
     def _dict_from_json_file(cls, json_file, *args, **kwargs) -> dict:
         """``model_index.json`` as diffusers reads it, for downloads and loading: the pipeline is this class."""
         config = super()._dict_from_json_file(json_file, *args, **kwargs)
