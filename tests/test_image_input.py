@@ -170,6 +170,20 @@ def test_every_setting_can_be_overridden_per_call_without_changing_the_processor
     assert processor.to_dict() == before
 
 
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_do_rescale_false_keeps_the_scale_of_an_already_rescaled_float_image(as_tensor):
+    """transformers' convention: do_rescale=False on a [0, 1] float image does not multiply it by 255."""
+    image = photo()
+    processor = TinyCatsImageProcessor(size=16)
+    unit = np.asarray(image, dtype=np.float32) / 255
+    unit = torch.from_numpy(unit) if as_tensor else unit
+    expected = processor(image, return_tensors="np")["pixel_values"]
+    np.testing.assert_array_equal(processor(unit, return_tensors="np")["pixel_values"], expected)
+    np.testing.assert_array_equal(processor(unit, do_rescale=False, return_tensors="np")["pixel_values"], expected)
+    eight_bit = processor(image, do_rescale=False, do_normalize=False, return_tensors="np")["pixel_values"]
+    assert eight_bit.max() > 1  # an 8-bit image keeps its 0-255 scale
+
+
 def test_return_tensors_follows_transformers_conventions():
     images = [photo(seed=1), photo(50, 10, seed=2)]
     processor = TinyCatsImageProcessor(size=8)

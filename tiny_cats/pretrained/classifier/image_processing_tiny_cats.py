@@ -67,6 +67,15 @@ def to_uint8(array: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)
 
 
+def is_unit_float(image: ImageLike) -> bool:
+    """A float array or tensor with every value in [0, 1]: already rescaled, so :func:`to_uint8` multiplied it by 255."""
+    if isinstance(image, torch.Tensor):
+        return image.is_floating_point() and image.numel() > 0 and float(image.detach().nan_to_num(0.0).max()) <= 1.0
+    if isinstance(image, np.ndarray) and image.dtype.kind == "f" and image.size:
+        return float(np.nan_to_num(image, nan=0.0).max()) <= 1.0
+    return False
+
+
 def pil_to_rgb(image: Image.Image) -> Image.Image:
     """Convert a PIL image of any mode to 8-bit RGB; 16-bit, 32-bit and float images are scaled, not clipped."""
     if image.mode == "RGB":
@@ -165,7 +174,10 @@ class TinyCatsImageProcessor(BaseImageProcessor):
         do_resize: resize to ``size`` (squashing, never cropping).
         size: ``{"height": h, "width": w}``; an int means a square (older configs store an int).
         resample: the PIL resampling filter (default bicubic).
-        do_rescale / rescale_factor: divide 8-bit values by ``1 / rescale_factor`` (255).
+        do_rescale / rescale_factor: divide 8-bit values by ``1 / rescale_factor`` (255). With
+            ``do_rescale=False`` the output keeps the input's scale, as in transformers: 0-255 for
+            8-bit images, 0-1 for float images already in [0, 1] (rescaled or not, float images
+            pass through 8 bits for the resize).
         do_normalize / image_mean / image_std: ``(x - mean) / std`` per channel.
 
     Every image becomes 8-bit RGB first (see the module docstring), so the output always has 3 channels.
@@ -225,6 +237,8 @@ class TinyCatsImageProcessor(BaseImageProcessor):
         if (self.do_rescale if do_rescale is None else do_rescale):
             factor = self.rescale_factor if rescale_factor is None else rescale_factor
             pixels = pixels / np.float32(1.0 / factor)  # 1 / (1/255) is exactly 255: x / 255, rounded once
+        elif is_unit_float(image):  # do_rescale=False on an already rescaled image: keep its [0, 1] scale
+            pixels = pixels / np.float32(255.0)
         if (self.do_normalize if do_normalize is None else do_normalize):
             mean = per_channel(self.image_mean if image_mean is None else image_mean, "image_mean")
             std = per_channel(self.image_std if image_std is None else image_std, "image_std")
