@@ -1,5 +1,6 @@
 """The tiny-cats command and the examples, end to end."""
 
+import json
 import os
 import re
 import subprocess
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tiny_cats import layout
 from tiny_cats.classifier.labels import CAT_BREEDS, LABELS
 from tiny_cats.commands import main
 from tiny_cats.defaults import DEFAULT_CLASSIFIER, DEFAULT_GENERATOR
@@ -329,3 +331,16 @@ def test_publish_uses_the_committed_results_by_default(tmp_path):
     assert default_results_dir([tmp_path / "absent", tmp_path]) == tmp_path
     if (CHECKOUT_ROOT / "evaluation" / "classifier.json").is_file():
         assert default_results_dir() == CHECKOUT_ROOT
+
+
+def test_onnx_generator_evaluation_never_replaces_the_pytorch_one(capsys, tmp_path):
+    """An ONNX evaluation writes evaluation/generator.json too: over a PyTorch one it is refused before any work."""
+    evaluation = tmp_path / layout.GENERATOR_EVALUATION
+    evaluation.parent.mkdir(parents=True)
+    evaluation.write_text(json.dumps({"model": "tiny_cats/pretrained/generator"}))
+    before = evaluation.read_text()
+    assert main(["evaluate-generator", "--onnx", "fp32", "--onnx-dir", str(tmp_path / "nothing"),
+                 "--output", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds a PyTorch evaluation" in err[0]
+    assert evaluation.read_text() == before

@@ -370,8 +370,36 @@ def test_classifier_eval_scores_the_onnx_export(pet_folder, classifier_dir, tmp_
 
     package = tmp_path / "package"
     export_classifier(classifier_dir, package, quantize=False)
-    torch_doc = evaluate_classifier(str(classifier_dir), str(pet_folder), str(tmp_path / "pt"), batch_size=2, progress=False)
-    onnx_doc = evaluate_classifier(str(classifier_dir), str(pet_folder), str(tmp_path / "onnx"), batch_size=2,
+    out = tmp_path / "results"
+    torch_doc = evaluate_classifier(str(classifier_dir), str(pet_folder), str(out), batch_size=2, progress=False)
+    onnx_doc = evaluate_classifier(str(classifier_dir), str(pet_folder), str(out), batch_size=2,
                                    progress=False, onnx="fp32", onnx_dir=str(package))
     assert onnx_doc["model"].endswith("model.onnx (ONNX Runtime)")
     assert onnx_doc["metrics"]["confusion_matrix"] == torch_doc["metrics"]["confusion_matrix"]
+    # written beside the PyTorch evaluation, never over it, with the photo-by-photo agreement
+    assert read_json(out / layout.CLASSIFIER_EVALUATION) == torch_doc
+    assert read_json(out / "evaluation/classifier_onnx_fp32.json") == onnx_doc
+    assert onnx_doc["files_list"] == "evaluation/classifier_onnx_fp32_files.txt"
+    assert (out / onnx_doc["files_list"]).is_file() and (out / onnx_doc["confusion_matrix_png"]).is_file()
+    agreement = onnx_doc["agreement_with_pytorch"]
+    assert agreement["num_images"] == torch_doc["num_images"] and agreement["different_files"] == []
+    assert agreement["same_top1"] == 1.0
+    # another set of photos (here: one line dropped) is no reference: no agreement rather than a wrong one
+    files = out / CLASSIFIER_FILES
+    files.write_text("".join(files.read_text().splitlines(keepends=True)[:-1]))
+    again = evaluate_classifier(str(classifier_dir), str(pet_folder), str(out), batch_size=2, progress=False,
+                                onnx="fp32", onnx_dir=str(package))
+    assert again["agreement_with_pytorch"] is None
+
+
+def test_agreement_counts_the_photos_whose_top1_differs(tmp_path):
+    from tiny_cats.evaluation.run_classifier_eval import agreement_with, files_report
+
+    labels = np.array([0, 1, 2])
+    reference = np.eye(13)[[0, 1, 2]]
+    (tmp_path / "ref.txt").write_text(files_report(["a.jpg", "b.jpg", "c.jpg"], labels, reference))
+    ours = np.eye(13)[[0, 5, 2]]
+    result = agreement_with(tmp_path / "ref.txt", ["a.jpg", "b.jpg", "c.jpg"], labels, ours)
+    assert result["num_different"] == 1 and result["different_files"] == ["b.jpg"]
+    assert result["same_top1"] == pytest.approx(2 / 3)
+    assert agreement_with(tmp_path / "missing.txt", ["a.jpg"], labels[:1], ours[:1]) is None

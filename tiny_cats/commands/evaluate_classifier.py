@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import layout
 from .common import DATA_HELP, OUTPUT_HELP, add_model_option, format_table, positive_int, require_extra, resolve_output
 
 
@@ -19,7 +18,9 @@ def register(subparsers) -> None:
     p.add_argument("--output", help=OUTPUT_HELP)
     p.add_argument("--limit", type=positive_int, help="score a seeded random subset of N test images")
     p.add_argument("--onnx", choices=("fp32", "int8"),
-                   help='score the ONNX export under --onnx-dir instead (needs: pip install "tiny-cats[onnx]")')
+                   help="score the ONNX export under --onnx-dir instead; writes evaluation/classifier_onnx_<fp32|int8>"
+                        ".json beside the PyTorch results, with its top-1 agreement with them when they list the same "
+                        'photos (needs: pip install "tiny-cats[onnx]")')
     p.add_argument("--onnx-dir", default=".", help="package folder holding onnx/ (default .)")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -33,6 +34,8 @@ def summary(doc: dict) -> str:
         ("accuracy (13 labels)", metrics.get("accuracy")),
         ("macro F1", metrics.get("macro_f1")),
         ("cats-only top-1 (12 breeds)", cats.get("top1_12way")),
+        *([("same top-1 as PyTorch", doc["agreement_with_pytorch"]["same_top1"])]
+          if doc.get("agreement_with_pytorch") else []),
         ("seconds", doc.get("seconds")),
     ]
     return format_table(("classifier", "value"), rows)
@@ -42,10 +45,10 @@ def run(args) -> int:
     if args.onnx:
         require_extra("onnx", "evaluate-classifier --onnx")
     output = resolve_output(args, "evaluate-classifier")
-    from ..evaluation.run_classifier_eval import evaluate_classifier
+    from ..evaluation.run_classifier_eval import evaluate_classifier, evaluation_paths
 
     doc = evaluate_classifier(args.classifier, args.data, output, args.limit, args.batch_size, not args.quiet,
                               onnx=args.onnx, onnx_dir=args.onnx_dir)
     print(summary(doc))
-    print(f"wrote {Path(output) / layout.CLASSIFIER_EVALUATION}")
+    print(f"wrote {Path(output) / evaluation_paths(args.onnx)['json']}")
     return 0

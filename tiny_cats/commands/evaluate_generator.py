@@ -6,6 +6,7 @@ Writes ``evaluation/generator.json`` and the grids under ``--output``; see
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from .. import layout
@@ -69,6 +70,20 @@ def summary(doc: dict) -> str:
     return format_table(("generator", "value"), rows)
 
 
+def refuse_to_replace_pytorch_results(output: Path) -> None:
+    """An ONNX run writes the same files as a PyTorch one: it must not replace a PyTorch evaluation."""
+    existing = output / layout.GENERATOR_EVALUATION
+    if not existing.is_file():
+        return
+    try:
+        model = str(json.loads(existing.read_text()).get("model", ""))
+    except (ValueError, AttributeError):
+        model = ""
+    if not model.endswith("(ONNX Runtime)"):
+        raise CommandError(f"evaluate-generator --onnx: {existing} holds a PyTorch evaluation; "
+                           "pass another --output for the ONNX one")
+
+
 def run(args) -> int:
     require_extra("eval", "evaluate-generator")
     if args.onnx:
@@ -78,6 +93,8 @@ def run(args) -> int:
     if args.cache_dir is None and args.output is None:
         args.cache_dir = DEFAULT_CACHE_DIR  # one real-feature cache for every fresh output folder
     output = resolve_output(args, "evaluate-generator")
+    if args.onnx:
+        refuse_to_replace_pytorch_results(Path(output))
     from ..evaluation.run_generator_eval import evaluate_generator
 
     doc = evaluate_generator(

@@ -5,6 +5,11 @@ cats-only breed accuracy), ``evaluation/confusion_matrix.png`` and
 ``evaluation/classifier_files.txt``: one line per scored image (file, true label, predicted
 label, confidence), so every number in the JSON can be traced back to the exact images. Paths inside the JSON are
 relative to the output (package) folder, like those of ``tiny_cats.layout``.
+
+An ONNX export's evaluation (``onnx="int8"``) goes beside the PyTorch one, never over it:
+``evaluation/classifier_onnx_int8.json``, ``..._files.txt`` and ``..._confusion_matrix.png``. When the
+folder already holds the PyTorch files list of the same photos, the JSON also gives the share of photos
+whose top-1 label is the same (``agreement_with_pytorch``): quantization's cost, photo by photo.
 """
 
 from __future__ import annotations
@@ -61,6 +66,36 @@ def files_report(files, labels: np.ndarray, probs: np.ndarray) -> str:
     return "\n".join(lines) + "\n"
 
 
+def evaluation_paths(onnx: Optional[str]) -> Dict[str, str]:
+    """The JSON, files list and confusion matrix of an evaluation, relative to the output folder."""
+    if not onnx:
+        return {"json": layout.CLASSIFIER_EVALUATION, "files": CLASSIFIER_FILES, "png": layout.CLASSIFIER_CONFUSION_PNG}
+    stem = f"{layout.EVALUATION_DIR}/classifier_onnx_{onnx}"
+    return {"json": f"{stem}.json", "files": f"{stem}_files.txt", "png": f"{stem}_confusion_matrix.png"}
+
+
+def read_files_report(path: Path) -> Dict[str, str]:
+    """file -> predicted label, from a files list written by :func:`files_report`."""
+    rows = [line.split("\t") for line in path.read_text().splitlines()[1:] if line.strip()]
+    return {row[0]: row[2] for row in rows if len(row) >= 3}
+
+
+def agreement_with(reference: Path, files, labels: np.ndarray, probs: np.ndarray) -> Optional[Dict[str, Any]]:
+    """How many photos get the same top-1 label as in ``reference`` (a files list of the same photos).
+
+    ``None`` when there is no reference or it lists other photos (another split, ``--limit``, data).
+    """
+    if not reference.is_file():
+        return None
+    theirs = read_files_report(reference)
+    if sorted(theirs) != sorted(files):
+        return None
+    ours = [LABELS[int(row.argmax())] for row in probs]
+    differ = [name for name, label in zip(files, ours) if theirs[name] != label]
+    return {"reference": str(reference.name), "num_images": len(ours), "num_different": len(differ),
+            "same_top1": 1.0 - len(differ) / len(ours), "different_files": differ}
+
+
 def load_onnx_net(package_dir: str, precision: str, config_dir: str):
     """The exported classifier (fp32 or int8) as an ORT model with the PyTorch model's labels."""
     from ..onnx.runtime import load_onnx_classifier
@@ -103,9 +138,10 @@ def evaluate_classifier(
     labels = np.asarray(test["label"], dtype=np.int64)
     metrics = compute_classifier_metrics(labels, probs, LABELS)
 
-    out = Path(output_dir)
-    write_text(files_report(test["file"], labels, probs), out / CLASSIFIER_FILES)
-    write_atomically(out / layout.CLASSIFIER_CONFUSION_PNG,
+    out, paths = Path(output_dir), evaluation_paths(onnx)
+    agreement = agreement_with(out / CLASSIFIER_FILES, test["file"], labels, probs) if onnx else None
+    write_text(files_report(test["file"], labels, probs), out / paths["files"])
+    write_atomically(out / paths["png"],
                      lambda tmp: plot_confusion_matrix(metrics["confusion_matrix"], LABELS, tmp), ".png")
     doc = {
         "schema_version": SCHEMA_VERSION,
@@ -116,15 +152,18 @@ def evaluate_classifier(
         "split": "test",
         "num_images": len(test),
         "limit": limit,
-        "files_list": CLASSIFIER_FILES,
+        "files_list": paths["files"],
         "metrics": metrics,
         "cats_only": cats_only_accuracy(labels, probs),
-        "confusion_matrix_png": layout.CLASSIFIER_CONFUSION_PNG,
+        "confusion_matrix_png": paths["png"],
         "batch_size": batch_size,
         "seconds": round(time.perf_counter() - started, 3),
     }
-    write_json(doc, out / layout.CLASSIFIER_EVALUATION, CLASSIFIER_SCHEMA)
+    if onnx:
+        doc["agreement_with_pytorch"] = agreement
+    write_json(doc, out / paths["json"], CLASSIFIER_SCHEMA)
     return doc
 
 
-__all__ = ["CLASSIFIER_FILES", "cats_only_accuracy", "evaluate_classifier", "select_test_images"]
+__all__ = ["CLASSIFIER_FILES", "agreement_with", "cats_only_accuracy", "evaluate_classifier", "evaluation_paths",
+           "select_test_images"]

@@ -102,7 +102,11 @@ CLASSIFIER_SCHEMA = document(
         "confusion_matrix_png": STRING,
         "batch_size": COUNT,
         "seconds": NON_NEGATIVE,
-    }
+        # ONNX evaluations only: top-1 agreement with the PyTorch files list of the same photos (null: none)
+        "agreement_with_pytorch": nullable(obj({"reference": STRING, "num_images": COUNT, "num_different": COUNT,
+                                                "same_top1": RATIO, "different_files": array(STRING)})),
+    },
+    optional=["agreement_with_pytorch"],
 )
 
 GENERATOR_SCHEMA = document(
