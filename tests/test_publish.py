@@ -454,3 +454,16 @@ def test_card_says_when_the_classifier_is_a_soup(models, tmp_path):
     assert "runs/p/final" not in text and "outputs/soup" not in text  # local paths stay out of the card
     assert "Expected calibration error on the" not in text  # a soup's own results hold no test-split check
     assert NOT_MEASURED not in text.split("## Training")[1].split("### Generator")[0]
+
+
+def test_card_parameter_counts_match_num_parameters_of_the_bundled_models():
+    """The card counts parameters from the safetensors header; BatchNorm statistics are buffers, not parameters."""
+    from tiny_cats import TinyCatsForImageClassification, TinyDiTTransformer2DModel
+    from tiny_cats.model_card import count_parameters
+
+    folder = ROOT / "tiny_cats" / "pretrained"
+    classifier = TinyCatsForImageClassification.from_pretrained(folder / "classifier")
+    assert count_parameters(folder / "classifier" / "model.safetensors") == classifier.num_parameters()
+    transformer = TinyDiTTransformer2DModel.from_pretrained(folder / "generator" / "transformer")
+    weights = folder / "generator" / "transformer" / "diffusion_pytorch_model.safetensors"
+    assert count_parameters(weights) == sum(p.numel() for p in transformer.parameters())

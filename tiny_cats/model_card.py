@@ -52,14 +52,18 @@ def read_json(path: Path) -> Optional[Any]:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+# Buffers saved beside the weights (BatchNorm statistics), which ``model.num_parameters()`` does not count.
+BUFFER_SUFFIXES = (".running_mean", ".running_var", ".num_batches_tracked")
+
+
 def count_parameters(path: Path) -> Optional[int]:
-    """Number of weights in a safetensors file, from its header (no tensor is loaded)."""
+    """Number of parameters in a safetensors file, from its header (no tensor is loaded); buffers are left out."""
     if not path.is_file():
         return None
     from safetensors import safe_open
 
     with safe_open(str(path), framework="np") as f:
-        return sum(math.prod(f.get_slice(name).get_shape()) for name in f.keys())
+        return sum(math.prod(f.get_slice(name).get_shape()) for name in f.keys() if not name.endswith(BUFFER_SUFFIXES))
 
 
 def load_results(package_dir: Path) -> Dict[str, Any]:

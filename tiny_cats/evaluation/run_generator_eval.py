@@ -67,7 +67,7 @@ OVERALL_GRID_COLUMNS = 8
 FEATURE_BATCH = 32
 NOTES = [
     "FID is biased upward at small sample counts; compare FID only between runs with equal "
-    "num_generated and num_real. KID is an unbiased estimate (raw value, not x1000).",
+    "num_generated and num_real. KID is an unbiased estimate; kid_mean and kid_std are stored raw, not x1000.",
     "Real cats (every cat photo of the data folder, both splits) were resized to the generator's resolution before feature extraction; "
     "both sets are then upsampled to 299 px for InceptionV3.",
     "real_vs_real_floor: FID of two disjoint sets of real cats (the first as large as the generated set) "
