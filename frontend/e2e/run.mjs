@@ -12,6 +12,7 @@
  *
  * Screenshots and results go to frontend/test-results/ (git-ignored). Environment knobs:
  * CHROMIUM (default /usr/bin/chromium), E2E_BENCH_REPEATS (classifier repeats of the benchmark, 5),
+ * E2E_BENCH_OUTPUT (also write the benchmark JSON there, e.g. ../benchmarks/browser_inference.json to commit it),
  * E2E_PETS_DIR (the photos folder; point it at a missing path to run the made-up-image flow).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -31,6 +32,7 @@ const petDir = resolve(process.env.E2E_PETS_DIR ?? join(repo, '..', 'shared', 'd
 const exportDir = resolve(process.env.TINY_CATS_EXPORT ?? join(tmpdir(), 'tiny-cats-e2e-export'));
 const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const benchRepeats = Number(process.env.E2E_BENCH_REPEATS ?? 5);
+const benchOutput = process.env.E2E_BENCH_OUTPUT ? resolve(frontend, process.env.E2E_BENCH_OUTPUT) : null;
 const labels = JSON.parse(readFileSync(join(frontend, 'tests', 'fixtures', 'labels.json'), 'utf8'));
 
 // ------------------------------------------------------------------------------ global setup
@@ -333,6 +335,7 @@ async function main() {
       assert(classifier.length >= 2 && classifier.every((v) => v > 0), `classifier rows: ${classifier}`);
       assert(generator.length >= 1 && generator.every((v) => v > 0), `generator rows: ${generator}`);
       writeFileSync(join(results, 'browser_inference.json'), JSON.stringify(benchmark, null, 2));
+      if (benchOutput) writeFileSync(benchOutput, JSON.stringify(benchmark, null, 2) + '\n');
     });
     await page.screenshot({ path: join(results, 'benchmark.png'), fullPage: true });
 
