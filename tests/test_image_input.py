@@ -170,6 +170,21 @@ def test_every_setting_can_be_overridden_per_call_without_changing_the_processor
     assert processor.to_dict() == before
 
 
+def test_float_overshoot_past_one_is_clipped_not_read_as_0_to_255():
+    """Bicubic resizing of a [0, 1] image rings past 1; one such pixel must not turn the image black."""
+    image = photo()
+    processor = TinyCatsImageProcessor(size=16)
+    unit = np.asarray(image, dtype=np.float32) / 255
+    rung = unit.copy()
+    rung[0, 0] = 1.03  # overshoot
+    rung[1, 1] = -0.02  # undershoot
+    clipped = np.clip(rung, 0, 1)
+    np.testing.assert_array_equal(processor(rung, return_tensors="np")["pixel_values"],
+                                  processor(clipped, return_tensors="np")["pixel_values"])
+    bright = processor(rung * 255, return_tensors="np")["pixel_values"]  # the same picture on a 0-255 scale
+    np.testing.assert_allclose(bright, processor(clipped, return_tensors="np")["pixel_values"], atol=2 / 127.5)
+
+
 @pytest.mark.parametrize("as_tensor", [False, True])
 def test_do_rescale_false_keeps_the_scale_of_an_already_rescaled_float_image(as_tensor):
     """transformers' convention: do_rescale=False on a [0, 1] float image does not multiply it by 255."""

@@ -34,6 +34,11 @@ ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
 
 
 HIGH_BIT_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+# A float image whose brightest value is at most this is on the [0, 1] scale, with some overshoot
+# (bicubic resizing rings past 1, contrast augmentations stretch): the overshoot is clipped. On a
+# 0-255 scale such an image would be black (under 1% brightness), so nothing real is misread.
+# Likewise a float image up to 255 times this is on the 0-255 scale, not a 16-bit one.
+UNIT_FLOAT_MAX = 2.0
 
 
 def to_uint8(array: np.ndarray) -> np.ndarray:
@@ -41,8 +46,9 @@ def to_uint8(array: np.ndarray) -> np.ndarray:
 
     uint8: unchanged. bool: 0/255. uint16 (16-bit files): divided by 257, so 65535 -> 255.
     Other integers: 0-255 as is, up to 65535 as 16-bit, above that divided by the maximum.
-    Floats: [0, 1] times 255, then the same ranges as integers; NaN counts as 0.
-    Negative values become 0. Nothing above the range saturates: a 16-bit image keeps its tones.
+    Floats: [0, 1] times 255 and 0-255 as is, each with overshoot up to :data:`UNIT_FLOAT_MAX` times
+    the range clipped; beyond that the same ranges as integers; NaN counts as 0. Negative values become 0.
+    Apart from float overshoot nothing saturates: a 16-bit image keeps its tones.
     """
     array = np.asarray(array)
     if array.dtype == np.uint8:
@@ -56,9 +62,9 @@ def to_uint8(array: np.ndarray) -> np.ndarray:
     peak = float(values.max()) if values.size else 0.0
     if array.dtype.kind == "u" and array.dtype.itemsize == 2:
         scale = 255.0 / 65535.0
-    elif array.dtype.kind == "f" and peak <= 1.0:
+    elif array.dtype.kind == "f" and peak <= UNIT_FLOAT_MAX:
         scale = 255.0
-    elif peak <= 255.0:
+    elif peak <= 255.0 or (array.dtype.kind == "f" and peak <= 255.0 * UNIT_FLOAT_MAX):
         scale = 1.0
     elif peak <= 65535.0:
         scale = 255.0 / 65535.0
@@ -68,11 +74,13 @@ def to_uint8(array: np.ndarray) -> np.ndarray:
 
 
 def is_unit_float(image: ImageLike) -> bool:
-    """A float array or tensor with every value in [0, 1]: already rescaled, so :func:`to_uint8` multiplied it by 255."""
+    """A float array or tensor on the [0, 1] scale (see :data:`UNIT_FLOAT_MAX`): already rescaled, so
+    :func:`to_uint8` multiplied it by 255."""
     if isinstance(image, torch.Tensor):
-        return image.is_floating_point() and image.numel() > 0 and float(image.detach().nan_to_num(0.0).max()) <= 1.0
+        return (image.is_floating_point() and image.numel() > 0
+                and float(image.detach().float().nan_to_num(0.0, 0.0, 0.0).max()) <= UNIT_FLOAT_MAX)
     if isinstance(image, np.ndarray) and image.dtype.kind == "f" and image.size:
-        return float(np.nan_to_num(image, nan=0.0).max()) <= 1.0
+        return float(np.nan_to_num(image, nan=0.0, posinf=0.0, neginf=0.0).max()) <= UNIT_FLOAT_MAX
     return False
 
 
