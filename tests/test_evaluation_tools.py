@@ -399,7 +399,7 @@ def test_agreement_counts_the_photos_whose_top1_differs(tmp_path):
     reference = np.eye(13)[[0, 1, 2]]
     (tmp_path / "ref.txt").write_text(files_report(["a.jpg", "b.jpg", "c.jpg"], labels, reference))
     ours = np.eye(13)[[0, 5, 2]]
-    result = agreement_with(tmp_path / "ref.txt", ["a.jpg", "b.jpg", "c.jpg"], labels, ours)
+    result = agreement_with(tmp_path / "ref.txt", ["a.jpg", "b.jpg", "c.jpg"], ours)
     assert result["num_different"] == 1 and result["different_files"] == ["b.jpg"]
     assert result["same_top1"] == pytest.approx(2 / 3)
-    assert agreement_with(tmp_path / "missing.txt", ["a.jpg"], labels[:1], ours[:1]) is None
+    assert agreement_with(tmp_path / "missing.txt", ["a.jpg"], ours[:1]) is None

@@ -80,7 +80,7 @@ def read_files_report(path: Path) -> Dict[str, str]:
     return {row[0]: row[2] for row in rows if len(row) >= 3}
 
 
-def agreement_with(reference: Path, files, labels: np.ndarray, probs: np.ndarray) -> Optional[Dict[str, Any]]:
+def agreement_with(reference: Path, files, probs: np.ndarray) -> Optional[Dict[str, Any]]:
     """How many photos get the same top-1 label as in ``reference`` (a files list of the same photos).
 
     ``None`` when there is no reference or it lists other photos (another split, ``--limit``, data).
@@ -92,7 +92,7 @@ def agreement_with(reference: Path, files, labels: np.ndarray, probs: np.ndarray
         return None
     ours = [LABELS[int(row.argmax())] for row in probs]
     differ = [name for name, label in zip(files, ours) if theirs[name] != label]
-    return {"reference": str(reference.name), "num_images": len(ours), "num_different": len(differ),
+    return {"reference": reference.name, "num_images": len(ours), "num_different": len(differ),
             "same_top1": 1.0 - len(differ) / len(ours), "different_files": differ}
 
 
@@ -139,7 +139,7 @@ def evaluate_classifier(
     metrics = compute_classifier_metrics(labels, probs, LABELS)
 
     out, paths = Path(output_dir), evaluation_paths(onnx)
-    agreement = agreement_with(out / CLASSIFIER_FILES, test["file"], labels, probs) if onnx else None
+    agreement = agreement_with(out / CLASSIFIER_FILES, test["file"], probs) if onnx else None
     write_text(files_report(test["file"], labels, probs), out / paths["files"])
     write_atomically(out / paths["png"],
                      lambda tmp: plot_confusion_matrix(metrics["confusion_matrix"], LABELS, tmp), ".png")
