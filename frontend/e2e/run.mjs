@@ -10,8 +10,10 @@
  * at /models/, opened as /?model=/models/. Real photos are read from ../shared/data/oxford-iiit-pet
  * (relative to the repository root) when present, never copied; otherwise made-up images are used.
  *
- * Screenshots and results go to frontend/test-results/ (git-ignored). Environment knobs:
- * CHROMIUM (default /usr/bin/chromium), E2E_BENCH_REPEATS (classifier repeats of the benchmark, 5),
+ * Screenshots and results go to frontend/test-results/ (git-ignored); e2e-summary.json holds each
+ * test's outcome and, under "classified", the top 3 labels and probabilities each classify test saw.
+ * Environment knobs:
+ * CHROMIUM (default /usr/bin/chromium), E2E_BENCH_REPEATS (classifier repeats of the benchmark, 3-200, default 5),
  * E2E_BENCH_OUTPUT (also write the benchmark JSON there, e.g. ../benchmarks/browser_inference.json to commit it),
  * E2E_PETS_DIR (the photos folder; point it at a missing path to run the made-up-image flow).
  */
@@ -32,6 +34,11 @@ const petDir = resolve(process.env.E2E_PETS_DIR ?? join(repo, '..', 'shared', 'd
 const exportDir = resolve(process.env.TINY_CATS_EXPORT ?? join(tmpdir(), 'tiny-cats-e2e-export'));
 const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const benchRepeats = Number(process.env.E2E_BENCH_REPEATS ?? 5);
+if (!Number.isInteger(benchRepeats) || benchRepeats < 3 || benchRepeats > 200) {
+  // the benchmark form's own limits (src/pages/Benchmark.tsx): outside them the browser refuses to submit
+  console.error(`E2E_BENCH_REPEATS must be an integer from 3 to 200, got ${JSON.stringify(process.env.E2E_BENCH_REPEATS)}`);
+  process.exit(2);
+}
 const benchOutput = process.env.E2E_BENCH_OUTPUT ? resolve(frontend, process.env.E2E_BENCH_OUTPUT) : null;
 const labels = JSON.parse(readFileSync(join(frontend, 'tests', 'fixtures', 'labels.json'), 'utf8'));
 
@@ -109,6 +116,8 @@ function realPhotos() {
 // ------------------------------------------------------------------------------ tiny runner
 
 const outcomes = [];
+/** What each classify test saw: photo, expected label and the top 3 as shown (stored in e2e-summary.json). */
+const classified = [];
 async function test(name, fn) {
   const start = Date.now();
   try {
@@ -119,6 +128,10 @@ async function test(name, fn) {
     outcomes.push({ name, ok: false, seconds: (Date.now() - start) / 1000, error: String(err?.stack ?? err) });
     console.log(`  FAIL ${name}\n       ${String(err?.message ?? err).split('\n').join('\n       ')}`);
   }
+}
+function record(photo, expected, predictions) {
+  classified.push({ photo, expected, top3: predictions.map(({ label, probability }) => ({ label, probability })) });
+  console.log(`       ${predictions.map((p) => `${p.label} ${(p.probability * 100).toFixed(1)}%`).join(', ')}`);
 }
 function assert(condition, message) {
   if (!condition) throw new Error(message);
@@ -234,7 +247,7 @@ async function main() {
         await test(`classify a real cat photo (${cat.name}): ${cat.label} in the top 3 with its probability`, async () => {
           await uploadFile(page, cat.name, readFileSync(join(petDir, 'images', cat.name)), 'image/jpeg');
           const predictions = await waitClassified(page);
-          console.log(`       ${predictions.map((p) => `${p.label} ${(p.probability * 100).toFixed(1)}%`).join(', ')}`);
+          record(cat.name, cat.label, predictions);
           assert(predictions.length === 3, `expected 3 predictions, got ${predictions.length}`);
           const hit = predictions.find((p) => p.label === cat.label);
           assert(hit, `${cat.label} not in the top 3`);
@@ -245,7 +258,7 @@ async function main() {
       await test(`classify a real dog photo (${photos.dog.name}): other`, async () => {
         await uploadFile(page, photos.dog.name, readFileSync(join(petDir, 'images', photos.dog.name)), 'image/jpeg');
         const predictions = await waitClassified(page);
-        console.log(`       ${predictions.map((p) => `${p.label} ${(p.probability * 100).toFixed(1)}%`).join(', ')}`);
+        record(photos.dog.name, photos.dog.label, predictions);
         assert(predictions[0]?.label === labels.other_label, `top label is ${predictions[0]?.label}, not other`);
       });
     } else {
@@ -257,6 +270,7 @@ async function main() {
         for (const [i, png] of images.entries()) {
           await uploadFile(page, `made-up-${i}.png`, png, 'image/png');
           const predictions = await waitClassified(page);
+          record(`made-up-${i}.png`, null, predictions);
           assert(predictions.length === 3, 'expected 3 predictions');
           const total = predictions.reduce((a, p) => a + p.probability, 0);
           assert(total > 0 && total <= 1.0001, `bad probabilities ${total}`);
@@ -379,7 +393,7 @@ async function main() {
   }
 
   const passed = outcomes.filter((o) => o.ok).length;
-  writeFileSync(join(results, 'e2e-summary.json'), JSON.stringify({ passed, failed: outcomes.length - passed, outcomes }, null, 2));
+  writeFileSync(join(results, 'e2e-summary.json'), JSON.stringify({ passed, failed: outcomes.length - passed, outcomes, classified }, null, 2));
   console.log(`\n${passed} passed, ${outcomes.length - passed} failed (screenshots and results in ${results})`);
   process.exit(passed === outcomes.length ? 0 : 1);
 }
