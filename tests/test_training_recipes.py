@@ -262,7 +262,8 @@ def test_generator_ablation_report_keeps_the_committed_rows_of_runs_this_machine
     path.write_text(json.dumps({"throughput": {"img_per_s": {first: 5.0, second: 6.0}},
                                 "runs": [{**run, "variant": second}, {**run, "variant": first}]}))
     (tmp_path / "outputs").mkdir()
-    (tmp_path / "outputs" / f"{first}.json").write_text(json.dumps({**run, "variant": first, "steps": 99}))
+    (tmp_path / "outputs" / f"{first}.json").write_text(json.dumps({**run, "variant": first, "steps": 99,
+                                                                     "budget_minutes": 3.0}))
     args, images = argparse.Namespace(budget_minutes=12.0, variants=[first]), torch.zeros(3, 3, 32, 32)
     with pytest.raises(SystemExit, match=f"no img/s of {first} in .*throughput.json: run `measure` first"):
         ablate.cmd_run(args, images, torch.zeros(3))
@@ -271,10 +272,15 @@ def test_generator_ablation_report_keeps_the_committed_rows_of_runs_this_machine
     doc = json.loads(path.read_text())
     assert [(r["variant"], r["steps"]) for r in doc["runs"]] == [(first, 99), (second, 10)]
     assert doc["throughput"]["img_per_s"] == {first: 5.0, second: 6.0} and doc["real_vs_real_floor_fid"] == 12.35
+    # each run's own budget, not the report command's --budget-minutes (12); an older row's from steps x 64 / img/s
+    assert doc["budget_minutes_per_variant"] == {first: 3.0, second: 1.8}
     # a measurement of one variant here replaces that variant's rate only
     (tmp_path / "outputs" / "throughput.json").write_text(json.dumps({"img_per_s": {first: 7.0}, "params": {first: 1}}))
     ablate.cmd_report(args, images, torch.zeros(3))
     assert json.loads(path.read_text())["throughput"]["img_per_s"] == {first: 7.0, second: 6.0}
+    (tmp_path / "outputs" / f"{second}.json").write_text(json.dumps({**run, "variant": second, "budget_minutes": 3.0}))
+    ablate.cmd_report(args, images, torch.zeros(3))
+    assert json.loads(path.read_text())["budget_minutes_per_variant"] == 3.0  # one budget for all: one number
 
     images, labels = ablate.load_data(str(pet_folder))  # the cats at 32 px, packed once into outputs/
     assert images.shape[1:] == (3, 32, 32) and images.dtype == torch.uint8 and len(labels) == len(images) > 0

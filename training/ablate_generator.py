@@ -262,7 +262,8 @@ def cmd_run(args, images, labels):
             if step % 200 == 0:
                 print(f"{name} step {step}/{steps} loss {np.mean(losses[-200:]):.4f}", flush=True)
         seconds = time.time() - start
-        result = {"variant": name, "config": variant, "steps": steps, "images_seen": steps * BATCH,
+        result = {"variant": name, "config": variant, "budget_minutes": args.budget_minutes, "steps": steps,
+                  "images_seen": steps * BATCH,
                   "epochs": round(steps * BATCH / len(images), 1), "train_wall_seconds": round(seconds),
                   "threads": torch.get_num_threads(), "final_loss_mean_last_200": round(float(np.mean(losses[-200:])), 4),
                   "params": sum(p.numel() for p in trainer.model.parameters()), "scores": {}}
@@ -298,9 +299,14 @@ def cmd_report(args, images, labels):
     missing = [run["variant"] for run in runs if run["variant"] not in throughput["img_per_s"]]
     if missing:
         raise SystemExit(f"error: no img/s of {', '.join(missing)} in {OUT / 'throughput.json'}: run `measure` first")
+    # Each run's own budget (runs from before it was recorded: steps x batch / img/s), not this command's flag.
+    budgets = {run["variant"]: run.get("budget_minutes",
+                                       round(run["steps"] * BATCH / throughput["img_per_s"][run["variant"]] / 60, 1))
+               for run in runs}
     reference, floor = real_features(images)
     doc = {"what": "equal-time ablation of the generator at 32 px (training/ablate_generator.py)",
-           "budget_minutes_per_variant": args.budget_minutes, "throughput": throughput,
+           "budget_minutes_per_variant": budgets.popitem()[1] if len(set(budgets.values())) == 1 else budgets,
+           "throughput": throughput,
            "data": {"cats": len(images), "side": SIDE, "augmentation": "horizontal flip"},
            "scoring": {"samples": 12 * SAMPLES_PER_BREED, "real_reference": NUM_REAL, "sampling_steps": SAMPLE_STEPS,
                        "guidance_scale": GUIDANCE, "sampler": "FlowMatchEuler (DiT), DDIM (UNet)"},
@@ -321,7 +327,7 @@ def main(argv=None):
     parser.add_argument("variants", nargs="*", help=f"default: all of {', '.join(VARIANTS)}")
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "oxford-iiit-pet"))
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--budget-minutes", type=float, default=12.0, help="training time per variant (1 thread)")
+    parser.add_argument("--budget-minutes", type=float, default=12.0, help="run: training time per variant (1 thread)")
     parser.add_argument("--rounds", type=int, default=2, help="measure: interleaved rounds")
     parser.add_argument("--steps", type=int, default=6, help="measure: timed steps per round")
     args = parser.parse_intermixed_args(argv)
