@@ -303,9 +303,10 @@ def cmd_report(args, images, labels):
     budgets = {run["variant"]: run.get("budget_minutes",
                                        round(run["steps"] * BATCH / throughput["img_per_s"][run["variant"]] / 60, 1))
                for run in runs}
+    distinct = set(budgets.values())
     reference, floor = real_features(images)
     doc = {"what": "equal-time ablation of the generator at 32 px (training/ablate_generator.py)",
-           "budget_minutes_per_variant": budgets.popitem()[1] if len(set(budgets.values())) == 1 else budgets,
+           "budget_minutes_per_variant": distinct.pop() if len(distinct) == 1 else budgets,
            "throughput": throughput,
            "data": {"cats": len(images), "side": SIDE, "augmentation": "horizontal flip"},
            "scoring": {"samples": 12 * SAMPLES_PER_BREED, "real_reference": NUM_REAL, "sampling_steps": SAMPLE_STEPS,
