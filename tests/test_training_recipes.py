@@ -149,6 +149,7 @@ def test_classifier_recipe_options_validation_and_calibration(pet_folder, tmp_pa
     assert results["num_train_images"] + num_validation == len(pets["train"])  # carved out of training photos
     assert results["test"]["flip_off"]["num_images"] == len(pets["test"])
     assert results["steps"] == 2 * (9 // 4) and results["config"]["max_train_steps"] == 4  # 2 epochs of 2 steps
+    assert results["epochs"] == 2  # the last epoch counts although the loop stops on its last step
     assert results["temperature"] > 0
     for split in ("validation", "test"):
         for flip in ("flip_off", "flip_on"):

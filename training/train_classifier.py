@@ -298,11 +298,12 @@ def main(cfg: ClassifierTrainingConfig) -> dict:
 
     if ema is not None:  # evaluate and save the averaged weights
         ema.copy_to(accelerator.unwrap_model(model).parameters())
-    return finish(accelerator, model, processor, eval_loaders, cfg, state, train_seconds, len(train_set), trace)
+    return finish(accelerator, model, processor, eval_loaders, cfg, state, train_seconds, len(train_set), trace,
+                  steps_per_epoch)
 
 
 def finish(accelerator, model, processor, eval_loaders: dict, cfg: ClassifierTrainingConfig, state: TrainState,
-           train_seconds: float, num_train_images: int, trace: StepTrace) -> dict:
+           train_seconds: float, num_train_images: int, trace: StepTrace, steps_per_epoch: int) -> dict:
     """Evaluate (and calibrate), save model, processor and ``training_results.json``; returns the test metrics."""
     output_dir = Path(cfg.output_dir)
     results = evaluate(model, eval_loaders, accelerator, cfg)
@@ -315,7 +316,8 @@ def finish(accelerator, model, processor, eval_loaders: dict, cfg: ClassifierTra
         unwrapped = accelerator.unwrap_model(model)
         unwrapped.config.temperature, unwrapped.config.test_time_flip = results["temperature"], cfg.test_time_flip
         weights = {name: tensor.contiguous() for name, tensor in weights.items()}  # channels_last -> plain layout
-        report = {**metrics, **results, "steps": state.step, "epochs": state.epoch, "micro_batch_chunks": state.chunks,
+        report = {**metrics, **results, "steps": state.step, "epochs": round(state.step / max(steps_per_epoch, 1), 2),
+                  "micro_batch_chunks": state.chunks,
                   "train_seconds_this_run": round(train_seconds, 1),
                   "train_seconds": round(state.train_seconds, 1), "num_train_images": num_train_images,
                   "config": dataclasses.asdict(cfg)}
