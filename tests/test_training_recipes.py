@@ -170,6 +170,33 @@ def test_classifier_recipe_options_validation_and_calibration(pet_folder, tmp_pa
                                                                    rel=1e-4)
 
 
+def test_evaluate_test_false_skips_only_the_test_split(pet_folder, tmp_path):
+    """Cross-validation runs skip the test split: the same weights, temperature and validation scores as a run
+    that evaluates it, and no test numbers; without a validation split there is nothing to evaluate."""
+    from safetensors.torch import load_file
+
+    runs = {}
+    for evaluate_test in ("true", "false"):
+        out = tmp_path / evaluate_test
+        args = ["--data", str(pet_folder), "--output_dir", str(out), *TINY_CLASSIFIER, "--validation_fraction", "0.3",
+                "--max_train_steps", "2", "--pretrained", "false", "--evaluate_test", evaluate_test]
+        metrics = train_classifier.main(parse_config(train_classifier.ClassifierTrainingConfig, args))
+        runs[evaluate_test] = metrics, json.loads((out / "final" / "training_results.json").read_text()), \
+            load_file(out / "final" / "model.safetensors")
+    (with_test, full, full_weights), (without, cv, cv_weights) = runs["true"], runs["false"]
+    assert "test" in full and "test" not in cv and "accuracy" not in cv  # no top-level (test) numbers either
+    assert cv["validation"] == full["validation"] and cv["temperature"] == full["temperature"]
+    assert without == full["validation"]["flip_off"] and with_test == full["test"]["flip_off"]
+    assert full_weights.keys() == cv_weights.keys()
+    assert all(torch.equal(full_weights[name], cv_weights[name]) for name in full_weights)
+
+    no_validation = ["--data", str(pet_folder), "--output_dir", str(tmp_path / "none"), *TINY_CLASSIFIER,
+                     "--max_train_steps", "2", "--evaluate_test", "false"]
+    with pytest.raises(ValueError, match="evaluate_test false needs validation_fraction > 0"):
+        train_classifier.main(parse_config(train_classifier.ClassifierTrainingConfig, no_validation))
+    assert not (tmp_path / "none").exists()
+
+
 def test_ablation_rows_say_whether_their_time_covers_the_whole_run():
     """Reports written since the checkpoints keep the clock give the whole run's time; older ones only the last process's."""
     from .test_training import load_script

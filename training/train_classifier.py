@@ -22,7 +22,7 @@ With ``validation_fraction`` > 0, that share of each label's training photos is 
 reports metrics on it, and fits the temperature that calibrates the probabilities on it (stored in
 the saved config; the test split is never used to choose anything). ``final/training_results.json``
 holds accuracy, NLL and 15-bin ECE on the validation and test splits, with test-time flip off and on,
-before and after calibration.
+before and after calibration (``--evaluate_test false`` leaves test out: cross-validation runs).
 Writes a ``save_pretrained`` folder to ``output_dir/final``.
 
 Stop a run with Ctrl-C or ``kill -TERM`` of this process (or of the launcher, whose death this
@@ -104,6 +104,8 @@ class ClassifierTrainingConfig(TrainingConfig):
     # with validation_fraction 1/k: which of k folds to hold out (k-fold cross-validation; 0: the usual split)
     validation_fold: int = 0
     validation_every_steps: int = 0  # > 0: also log validation metrics every N steps
+    # false: skip the test split (cross-validation runs, scored on their held-out fold; needs a validation split)
+    evaluate_test: bool = True
     test_time_flip: bool = False  # the saved model averages each image's logits with its mirror image's
     checkpointing_steps: int = 100
     channels_last: bool = True
@@ -211,9 +213,11 @@ def main(cfg: ClassifierTrainingConfig) -> dict:
     processor = TinyCatsImageProcessor(size=cfg.eval_image_size or cfg.image_size)
     mean, std = (torch.tensor(v, device=accelerator.device).view(1, 3, 1, 1)
                  for v in (processor.image_mean, processor.image_std))
+    if not cfg.evaluate_test and not cfg.validation_fraction:
+        raise ValueError("evaluate_test false needs validation_fraction > 0: the run would evaluate nothing")
     train_set, validation_set, test_set = load_splits(cfg)
     train_loader = make_train_loader(train_set, cfg, cfg.image_size, processor.resample)
-    eval_sets = {"validation": validation_set, "test": test_set}
+    eval_sets = {"validation": validation_set, "test": test_set if cfg.evaluate_test else None}
     eval_loaders = {name: make_eval_loader(data, processor, cfg.eval_batch_size, cfg.dataloader_num_workers)
                     for name, data in eval_sets.items() if data is not None}
 
@@ -304,19 +308,22 @@ def main(cfg: ClassifierTrainingConfig) -> dict:
 
 def finish(accelerator, model, processor, eval_loaders: dict, cfg: ClassifierTrainingConfig, state: TrainState,
            train_seconds: float, num_train_images: int, trace: StepTrace, steps_per_epoch: int) -> dict:
-    """Evaluate (and calibrate), save model, processor and ``training_results.json``; returns the test metrics."""
+    """Evaluate (and calibrate), save model, processor and ``training_results.json``; returns the test metrics
+    (the validation metrics of a run with ``evaluate_test`` false)."""
     output_dir = Path(cfg.output_dir)
     results = evaluate(model, eval_loaders, accelerator, cfg)
     shipped = "flip_on" if cfg.test_time_flip else "flip_off"
-    metrics = results["test"][shipped]
-    accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=state.step)
+    split = "test" if "test" in results else "validation"
+    metrics = results[split][shipped]
+    prefix = "eval" if split == "test" else "validation"  # validation: as validation_every_steps logs it
+    accelerator.log({f"{prefix}/{k}": v for k, v in metrics.items()}, step=state.step)
     trace.write(final_weights=weights_digest(accelerator.unwrap_model(model)))
     weights = accelerator.get_state_dict(model)  # full weights, gathered under FSDP/DeepSpeed
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
         unwrapped.config.temperature, unwrapped.config.test_time_flip = results["temperature"], cfg.test_time_flip
         weights = {name: tensor.contiguous() for name, tensor in weights.items()}  # channels_last -> plain layout
-        report = {**metrics, **results, "steps": state.step, "epochs": round(state.step / max(steps_per_epoch, 1), 2),
+        report = {**(metrics if split == "test" else {}), **results, "steps": state.step, "epochs": round(state.step / max(steps_per_epoch, 1), 2),
                   "micro_batch_chunks": state.chunks,
                   "train_seconds_this_run": round(train_seconds, 1),
                   "train_seconds": round(state.train_seconds, 1), "num_train_images": num_train_images,
@@ -326,7 +333,7 @@ def finish(accelerator, model, processor, eval_loaders: dict, cfg: ClassifierTra
             processor.save_pretrained(final)
             fix_file_modes(final)
             (final / "training_results.json").write_text(json.dumps(report, indent=2))
-        logger.info("test split (%s, temperature %.3f): %s", shipped, results["temperature"], json.dumps(metrics))
+        logger.info("%s split (%s, temperature %.3f): %s", split, shipped, results["temperature"], json.dumps(metrics))
     accelerator.end_training()
     return metrics
 
