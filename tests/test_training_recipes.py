@@ -489,7 +489,13 @@ def test_crossval_scores_each_fold_and_pools_the_folds_two_recipes_share(pet_fol
     itself = crossval.main(["report", "a", "a", "--output", str(scored), "--resamples", "50"])
     assert itself["cat_vs_not_errors"]["candidate_minus_baseline"] == 0 == itself["nll"]["candidate_minus_baseline"]
 
+    only = crossval.main(["report", "a", "b", "--output", str(scored), "--resamples", "50", "--folds", "1"])
+    assert only["folds"] == [1] and only["photos"] == len(split_validation(train, 0.5, 0, 1)[1])
+    assert only["candidate"]["train_seconds_per_fold"] == [61.0]
+
     (scored / "b" / "fold_1.json").unlink()
+    with pytest.raises(SystemExit, match=r"fold\(s\) 1 not scored for both a and b"):
+        crossval.main(["report", "a", "b", "--output", str(scored), "--folds", "0", "1"])
     assert crossval.main(["report", "a", "b", "--output", str(scored), "--resamples", "50"])["folds"] == [0]
     with pytest.raises(SystemExit, match="no fold scored for both"):
         crossval.main(["report", "a", "c", "--output", str(scored)])

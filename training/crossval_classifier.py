@@ -2,6 +2,7 @@
 
     python training/crossval_classifier.py score RUN_DIR --recipe NAME   # -> benchmarks/classifier_crossval/NAME/fold_F.json
     python training/crossval_classifier.py report CANDIDATE BASELINE      # pool the folds both recipes scored, pair the photos
+    python training/crossval_classifier.py report CANDIDATE BASELINE --folds 1 2 3  # only those folds
 
 A recipe's run on fold F is ``train_classifier.py`` with ``--validation_fraction 0.1 --validation_fold F``
 (fold 0 is the usual split, so the bundled model and the ablation rows are fold 0 of their recipes), or
@@ -73,6 +74,12 @@ def cmd_report(args) -> dict:
     folders = [root / name for name in (args.candidate, args.baseline)]
     found = [{int(p.stem.split("_")[1]) for p in folder.glob("fold_*.json")} for folder in folders]
     folds = sorted(found[0] & found[1])
+    if args.folds is not None:
+        missing = sorted(set(args.folds) - set(folds))
+        if missing:
+            raise SystemExit(f"error: fold(s) {', '.join(map(str, missing))} not scored for both "
+                             f"{args.candidate} and {args.baseline} under {root}")
+        folds = sorted(set(args.folds))
     if not folds:
         raise SystemExit(f"error: no fold scored for both {args.candidate} and {args.baseline} under {root}")
     candidate, baseline = (pooled(folder, folds) for folder in folders)
@@ -104,6 +111,8 @@ def main(argv=None):
     report.add_argument("candidate")
     report.add_argument("baseline")
     report.add_argument("--resamples", type=int, default=10_000)
+    report.add_argument("--folds", type=int, nargs="+", default=None,
+                        help="pool only these folds (default: every fold both recipes have)")
     for sub in (score, report):
         sub.add_argument("--output", default=None, help=f"folder of the recipes' fold files (default {OUT.relative_to(ROOT)})")
     args = parser.parse_args(argv)
