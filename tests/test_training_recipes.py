@@ -499,6 +499,15 @@ def test_crossval_scores_each_fold_and_pools_the_folds_two_recipes_share(pet_fol
     assert crossval.main(["report", "a", "b", "--output", str(scored), "--resamples", "50"])["folds"] == [0]
     with pytest.raises(SystemExit, match="no fold scored for both"):
         crossval.main(["report", "a", "c", "--output", str(scored)])
+    first = json.loads((scored / "a" / "fold_0.json").read_text())
+    (scored / "a" / "fold_1.json").write_text(json.dumps({**first, "fold": 1}))  # fold 0's photos again
+    (scored / "b" / "fold_1.json").write_text(json.dumps({**first, "fold": 1}))
+    with pytest.raises(SystemExit, match="a photo is held out by two of the folds"):
+        crossval.main(["report", "a", "b", "--output", str(scored)])
+    (scored / "a" / "fold_1.json").write_text(json.dumps(first))
+    with pytest.raises(SystemExit, match="fold_1.json holds fold 0, not 1"):
+        crossval.main(["report", "a", "b", "--output", str(scored)])
+    (scored / "b" / "fold_1.json").unlink()
     other = json.loads((scored / "b" / "fold_0.json").read_text())
     (scored / "b" / "fold_0.json").write_text(json.dumps({**other, "files": other["files"][::-1]}))
     with pytest.raises(SystemExit, match="held out different photos"):

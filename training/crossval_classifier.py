@@ -63,6 +63,9 @@ def cmd_score(args) -> Path:
 
 def pooled(folder: Path, folds) -> dict:
     docs = [json.loads((folder / f"fold_{f}.json").read_text()) for f in folds]
+    for fold, doc in zip(folds, docs):
+        if doc.get("fold") != fold:
+            raise SystemExit(f"error: {folder / f'fold_{fold}.json'} holds fold {doc.get('fold')}, not {fold}")
     return {"files": [name for d in docs for name in d["files"]],
             "logits": torch.tensor([row for d in docs for row in d["logits"]]),
             "labels": torch.tensor([y for d in docs for y in d["labels"]]),
@@ -85,6 +88,8 @@ def cmd_report(args) -> dict:
     candidate, baseline = (pooled(folder, folds) for folder in folders)
     if candidate["files"] != baseline["files"]:
         raise SystemExit("error: the two recipes held out different photos on the same folds (another seed or fraction)")
+    if len(set(candidate["files"])) != len(candidate["files"]):
+        raise SystemExit("error: a photo is held out by two of the folds (folds of different splits?)")
     scores = [scores_of_logits(r["logits"], r["labels"]) for r in (candidate, baseline)]
     report = {"what": "pooled out-of-fold comparison (training/crossval_classifier.py)", "folds": folds,
               "photos": len(candidate["files"]), **compare(*scores, args.resamples),
