@@ -80,6 +80,7 @@ def test_dit_trains_with_ema_and_saves_a_pipeline(pet_folder, tmp_path):
                         "--checkpointing_steps", "2", "--ema_decay", "0.5", *TINY_DIT])
     report = train_dit.main(cfg)
     assert report["steps"] == 3 and report["final_loss_mean_last_100"] > 0
+    assert report["epochs"] == round(3 / (report["num_train_images"] // 4), 2)  # steps / steps per epoch (batch 4)
     pipe = TinyDiTPipeline.from_pretrained(out / "final")
     pipe.set_progress_bar_config(disable=True)
     images = pipe("Abyssinian", num_inference_steps=2, output_type="np").images

@@ -317,14 +317,14 @@ def main(cfg: DiTTrainingConfig) -> dict:
                 state.next_epoch()
     if out_of_time and state.step < cfg.max_train_steps:
         logger.info("time budget of %.1f min spent at step %d; saved", cfg.max_train_minutes, state.step)
-    return finish(accelerator, model, ema, cfg, state, losses, time.time() - started, num_images, trace)
+    return finish(accelerator, model, ema, cfg, state, losses, time.time() - started, num_images, trace, steps_per_epoch)
 
 
 def finish(accelerator, model, ema: EMAModel, cfg: DiTTrainingConfig, state: TrainState, losses, seconds: float,
-           num_images: int, trace: StepTrace) -> dict:
+           num_images: int, trace: StepTrace, steps_per_epoch: int) -> dict:
     """Save the EMA pipeline, the report and a sample grid; record weight digests in the trace."""
     output_dir = Path(cfg.output_dir)
-    report = {"steps": state.step, "epochs": state.epoch, "micro_batch_chunks": state.chunks,
+    report = {"steps": state.step, "epochs": round(state.step / max(steps_per_epoch, 1), 2), "micro_batch_chunks": state.chunks,
               "train_seconds_this_run": round(seconds, 1), "train_seconds": round(state.train_seconds, 1),
               "final_loss_mean_last_100": sum(losses[-100:]) / max(len(losses[-100:]), 1),
               "num_train_images": num_images, "config": dataclasses.asdict(cfg)}
