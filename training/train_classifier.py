@@ -323,7 +323,7 @@ def finish(accelerator, model, processor, eval_loaders: dict, cfg: ClassifierTra
         unwrapped = accelerator.unwrap_model(model)
         unwrapped.config.temperature, unwrapped.config.test_time_flip = results["temperature"], cfg.test_time_flip
         weights = {name: tensor.contiguous() for name, tensor in weights.items()}  # channels_last -> plain layout
-        report = {**(metrics if split == "test" else {}), **results, "steps": state.step, "epochs": round(state.step / max(steps_per_epoch, 1), 2),
+        report = {**(metrics if split == "test" else {}), **results, "steps": state.step, "epochs": state.epochs_seen(steps_per_epoch),
                   "micro_batch_chunks": state.chunks,
                   "train_seconds_this_run": round(train_seconds, 1),
                   "train_seconds": round(state.train_seconds, 1), "num_train_images": num_train_images,

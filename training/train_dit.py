@@ -324,7 +324,7 @@ def finish(accelerator, model, ema: EMAModel, cfg: DiTTrainingConfig, state: Tra
            num_images: int, trace: StepTrace, steps_per_epoch: int) -> dict:
     """Save the EMA pipeline, the report and a sample grid; record weight digests in the trace."""
     output_dir = Path(cfg.output_dir)
-    report = {"steps": state.step, "epochs": round(state.step / max(steps_per_epoch, 1), 2), "micro_batch_chunks": state.chunks,
+    report = {"steps": state.step, "epochs": state.epochs_seen(steps_per_epoch), "micro_batch_chunks": state.chunks,
               "train_seconds_this_run": round(seconds, 1), "train_seconds": round(state.train_seconds, 1),
               "final_loss_mean_last_100": sum(losses[-100:]) / max(len(losses[-100:]), 1),
               "num_train_images": num_images, "config": dataclasses.asdict(cfg)}

@@ -38,6 +38,11 @@ class TrainState:
             raise ValueError("the training set yields fewer batches per epoch than one optimizer step needs")
         self.epoch, self.epoch_step = self.epoch + 1, 0
 
+    def epochs_seen(self, steps_per_epoch: int) -> float:
+        """Epochs of data the steps so far took, part-epochs included, for reports (``epoch`` counts only
+        those whose batches ran out: a run that stops on an epoch's last step never rolls it over)."""
+        return round(self.step / max(steps_per_epoch, 1), 2)
+
 
 def code_version() -> str:
     """The git commit of the code that trained, or 'unknown' outside a checkout."""
