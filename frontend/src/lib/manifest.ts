@@ -114,7 +114,7 @@ export async function fetchManifest(base: string): Promise<Manifest> {
  * (see frontend/README.md), when the manifest has it; `?classifier=fp32|int8` / `?generator=...` override.
  */
 export const PREFERRED_PRECISION: Record<'classifier' | 'generator', Precision> = {
-  classifier: 'fp32', // static QDQ int8 measured 1.3-1.5x slower than fp32 in wasm (frontend/README.md)
+  classifier: 'fp32', // static QDQ int8 measured 1.3-1.7x slower than fp32 in wasm over two runs (frontend/README.md)
   generator: 'int8', // dynamic MatMul int8 measured faster than fp32 in wasm
 };
 
