@@ -483,6 +483,7 @@ def test_crossval_scores_each_fold_and_pools_the_folds_two_recipes_share(pet_fol
     pooled = crossval.pooled(scored / "a", [0, 1])
     errors = int(((pooled["logits"].argmax(-1) == OTHER_ID) != (pooled["labels"] == OTHER_ID)).sum())
     assert report["cat_vs_not_errors"]["candidate"] == errors
+    assert len(report["cat_vs_not_errors"]["candidate_files"]) == errors
     assert report["candidate"]["accuracy"] == pytest.approx(
         (pooled["logits"].argmax(-1) == pooled["labels"]).float().mean().item(), abs=1e-4)
     assert report["candidate"]["train_seconds_per_fold"] == [60.0, 61.0]

@@ -96,7 +96,9 @@ def cmd_report(args) -> dict:
               "cat_vs_not_errors": {
                   **bootstrapped_loss(*scores, "cat_vs_not_error_per_photo", args.resamples),
                   "candidate": int(scores[0]["cat_vs_not_error_per_photo"].sum()),
-                  "baseline": int(scores[1]["cat_vs_not_error_per_photo"].sum())}}
+                  "baseline": int(scores[1]["cat_vs_not_error_per_photo"].sum()),
+                  **{f"{name}_files": [f for f, wrong in zip(candidate["files"], score["cat_vs_not_error_per_photo"]) if wrong]
+                     for name, score in zip(("candidate", "baseline"), scores)}}}
     for name, raw, score in zip(("candidate", "baseline"), (candidate, baseline), scores):
         report[name] = {"recipe": getattr(args, name), "train_seconds_per_fold": raw["train_seconds"],
                         **{k: v for k, v in score.items() if not k.endswith("_per_photo")}}
